@@ -1,0 +1,130 @@
+#pragma once
+// SQLite behind a small RAII interface. No sqlite3 header leaks out of this module.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/error.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace gantry::store {
+
+class Statement {
+ public:
+  Statement(Statement&&) noexcept = default;
+  Statement& operator=(Statement&&) noexcept = default;
+  ~Statement();
+
+  // Binds are 1-based like SQLite's; each returns *this for chaining.
+  Statement& Bind(int index, std::int64_t value);
+  Statement& Bind(int index, int value) { return Bind(index, static_cast<std::int64_t>(value)); }
+  Statement& Bind(int index, std::string_view text);
+  Statement& Bind(int index, const char* text) { return Bind(index, std::string_view(text)); }
+  Statement& Bind(int index, const std::string& text) { return Bind(index, std::string_view(text)); }
+  Statement& Bind(int index, std::nullopt_t);
+  Statement& BindBlob(int index, std::string_view bytes);
+  template <class... Args>
+  Statement& BindAll(Args&&... args) {
+    int i = 1;
+    (Bind(i++, std::forward<Args>(args)), ...);
+    return *this;
+  }
+
+  // true: a row is ready; false: done. Errors (including bind errors) come out here.
+  Expected<bool> Step();
+  ExpectedVoid Run();  // Step() to completion, for statements without rows
+  void Reset();
+
+  std::int64_t Int(int col) const;
+  std::string Text(int col) const;
+  bool IsNull(int col) const;
+
+ private:
+  friend class Db;
+  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  struct Finalizer {
+    void operator()(sqlite3_stmt* s) const;
+  };
+  sqlite3* db_;
+  std::unique_ptr<sqlite3_stmt, Finalizer> stmt_;
+  std::optional<Error> bind_error_;
+};
+
+class Db {
+ public:
+  // Opens (creating) the database: WAL, synchronous=FULL, foreign keys, a busy timeout, and
+  // every embedded migration not yet applied, each in its own transaction.
+  static Expected<Db> Open(const std::filesystem::path& path);
+  // An in-memory database with no migrations (for the schema test).
+  static Expected<Db> OpenBare(const std::string& path);
+
+  Db(Db&&) noexcept = default;
+  Db& operator=(Db&&) noexcept = default;
+  ~Db();
+
+  ExpectedVoid Exec(std::string_view sql);  // one or more statements, no rows
+  Expected<Statement> Prepare(std::string_view sql);
+  template <class... Args>
+  ExpectedVoid Run(std::string_view sql, Args&&... args) {
+    auto st = Prepare(sql);
+    if (!st) return Unexpected(st.error());
+    st->BindAll(std::forward<Args>(args)...);
+    return st->Run();
+  }
+  std::int64_t LastInsertId() const;
+  std::int64_t Changes() const;
+
+  // Runs fn() inside BEGIN IMMEDIATE … COMMIT; rolls back when fn returns an error.
+  template <class F>
+  ExpectedVoid InTransaction(F&& fn);
+
+  // Applies migrations newer than PRAGMA user_version.
+  ExpectedVoid Migrate();
+  int SchemaVersion();
+
+ private:
+  explicit Db(sqlite3* db) : db_(db) {}
+  struct Closer {
+    void operator()(sqlite3* db) const;
+  };
+  std::unique_ptr<sqlite3, Closer> db_;
+};
+
+// Rolls back unless Commit() succeeded.
+class Transaction {
+ public:
+  explicit Transaction(Db& db);
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ExpectedVoid Begun() const { return begun_; }
+  ExpectedVoid Commit();
+
+ private:
+  Db& db_;
+  ExpectedVoid begun_;
+  bool done_ = false;
+};
+
+template <class F>
+ExpectedVoid Db::InTransaction(F&& fn) {
+  Transaction tx(*this);
+  if (auto b = tx.Begun(); !b) return b;
+  ExpectedVoid r = fn();
+  if (!r) return r;
+  return tx.Commit();
+}
+
+// The embedded migrations, in order: {version, sql}.
+const std::vector<std::pair<int, std::string_view>>& Migrations();
+// The embedded schema.sql (the whole schema as it stands after every migration).
+std::string_view SchemaSql();
+
+}  // namespace gantry::store

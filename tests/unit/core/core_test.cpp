@@ -1,0 +1,66 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "core/event_loop.hpp"
+#include "core/names.hpp"
+#include "core/hex.hpp"
+#include "core/time.hpp"
+
+using namespace gantry;
+
+TEST(Names, SafeNames) {
+  EXPECT_TRUE(IsSafeName("web"));
+  EXPECT_TRUE(IsSafeName("a0.b_c-d"));
+  EXPECT_FALSE(IsSafeName(""));
+  EXPECT_FALSE(IsSafeName(".."));
+  EXPECT_FALSE(IsSafeName("a/b"));
+  EXPECT_FALSE(IsSafeName("Web"));
+  EXPECT_FALSE(IsSafeName("-x"));
+  EXPECT_FALSE(IsSafeName(std::string(64, 'a')));
+  EXPECT_TRUE(IsSafeName(std::string(63, 'a')));
+}
+
+TEST(Names, SafeKeys) {
+  EXPECT_TRUE(IsSafeKey("web/run.json"));
+  EXPECT_FALSE(IsSafeKey("/etc/passwd"));
+  EXPECT_FALSE(IsSafeKey("web/../x"));
+  EXPECT_FALSE(IsSafeKey("web\\x"));
+  EXPECT_FALSE(IsSafeKey(std::string("a\0b", 3)));
+  EXPECT_FALSE(IsSafeKey("a//b"));
+}
+
+TEST(Hex, BlockIds) {
+  EXPECT_TRUE(IsBlockId(std::string(64, 'a')));
+  EXPECT_FALSE(IsBlockId(std::string(64, 'A')));
+  EXPECT_FALSE(IsBlockId(std::string(63, 'a')));
+  const std::uint8_t b[] = {0x00, 0xff, 0x1a};
+  EXPECT_EQ(ToHex(b, 3), "00ff1a");
+}
+
+TEST(Time, Rfc3339RoundTrip) {
+  EXPECT_EQ(Rfc3339(0), "1970-01-01T00:00:00Z");
+  EXPECT_EQ(ParseRfc3339("2027-01-31T00:00:00Z"), 1801353600);
+  EXPECT_EQ(ParseRfc3339("2027-01-31T01:00:00+01:00"), 1801353600);
+  EXPECT_EQ(ParseRfc3339("2027-01-31T00:00:00.123Z"), 1801353600);
+  EXPECT_FALSE(ParseRfc3339("2027-01-31"));
+  EXPECT_FALSE(ParseRfc3339("2027-01-31T00:00:00"));
+  EXPECT_FALSE(ParseRfc3339("2027-01-31T00:00:00Zjunk"));
+}
+
+TEST(EventLoop, PostFromOtherThreadsAndTimersRunInOrder) {
+  EventLoop loop;
+  std::atomic<int> n{0};
+  std::vector<int> order;
+  std::thread t([&] {
+    for (int i = 0; i < 100; ++i) loop.Post([&] { ++n; });
+  });
+  loop.After(std::chrono::milliseconds(20), [&] { order.push_back(2); });
+  loop.After(std::chrono::milliseconds(5), [&] { order.push_back(1); });
+  auto cancelled = loop.After(std::chrono::milliseconds(1), [&] { order.push_back(99); });
+  loop.Cancel(cancelled);
+  t.join();
+  EXPECT_TRUE(loop.RunUntil([&] { return n == 100 && order.size() == 2; }, std::chrono::seconds(5)));
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
+}

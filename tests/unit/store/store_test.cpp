@@ -1,0 +1,89 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+
+#include "store/db.hpp"
+#include "test_util.hpp"
+
+using namespace gantry;
+using gantry::store::Db;
+
+namespace {
+
+// name → sql of every table, index and trigger, as SQLite normalises it.
+std::map<std::string, std::string> Dump(Db& db) {
+  std::map<std::string, std::string> out;
+  auto st = db.Prepare("SELECT type || ':' || name, sql FROM sqlite_master WHERE sql IS NOT NULL");
+  EXPECT_TRUE(st.has_value());
+  while (st->Step().value_or(false)) out[st->Text(0)] = st->Text(1);
+  return out;
+}
+
+}  // namespace
+
+TEST(Store, SchemaSqlEqualsAllMigrationsApplied) {
+  auto fresh = Db::OpenBare(":memory:");
+  ASSERT_TRUE(fresh);
+  ASSERT_TRUE(fresh->Exec(store::SchemaSql())) << "schema.sql does not apply";
+  auto migrated = Db::OpenBare(":memory:");
+  ASSERT_TRUE(migrated);
+  ASSERT_TRUE(migrated->Migrate());
+  auto a = Dump(*fresh), b = Dump(*migrated);
+  EXPECT_FALSE(a.empty());
+  EXPECT_EQ(a, b) << "schema.sql and the migrations disagree: update schema.sql";
+  EXPECT_EQ(migrated->SchemaVersion(), store::Migrations().back().first);
+}
+
+TEST(Store, MigrationsAreNumberedInOrder) {
+  int prev = 0;
+  for (auto& [v, sql] : store::Migrations()) {
+    EXPECT_EQ(v, prev + 1);
+    prev = v;
+  }
+}
+
+TEST(Store, OpenUsesWalAndFullSync) {
+  test::TempDir dir;
+  auto db = Db::Open(dir.path() / "g.db");
+  ASSERT_TRUE(db) << db.error().String();
+  auto st = db->Prepare("PRAGMA journal_mode");
+  ASSERT_TRUE(st && st->Step().value_or(false));
+  EXPECT_EQ(st->Text(0), "wal");
+  auto sync = db->Prepare("PRAGMA synchronous");
+  ASSERT_TRUE(sync && sync->Step().value_or(false));
+  EXPECT_EQ(sync->Int(0), 2);  // FULL
+}
+
+TEST(Store, TransactionRollsBackUnlessCommitted) {
+  test::TempDir dir;
+  auto db = Db::Open(dir.path() / "g.db");
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->Exec("CREATE TABLE t(x INTEGER)"));
+  {
+    store::Transaction tx(*db);
+    ASSERT_TRUE(tx.Begun());
+    ASSERT_TRUE(db->Run("INSERT INTO t VALUES (?)", 1));
+  }
+  auto r = db->InTransaction([&]() -> ExpectedVoid {
+    if (auto e = db->Run("INSERT INTO t VALUES (?)", 2); !e) return e;
+    return Fail("test", "abandon");
+  });
+  EXPECT_FALSE(r);
+  ASSERT_TRUE(db->InTransaction([&] { return db->Run("INSERT INTO t VALUES (?)", 3); }));
+  auto st = db->Prepare("SELECT group_concat(x) FROM t");
+  ASSERT_TRUE(st && st->Step().value_or(false));
+  EXPECT_EQ(st->Text(0), "3");
+}
+
+TEST(Store, RefusesNewerSchema) {
+  test::TempDir dir;
+  {
+    auto db = Db::Open(dir.path() / "g.db");
+    ASSERT_TRUE(db);
+    ASSERT_TRUE(db->Exec("PRAGMA user_version=9999"));
+  }
+  auto db = Db::Open(dir.path() / "g.db");
+  ASSERT_FALSE(db);
+  EXPECT_NE(db.error().message.find("newer"), std::string::npos);
+}
