@@ -1,0 +1,66 @@
+#pragma once
+// gantryd's configuration (DESIGN §8). Loaded from one JSON file, checked key by key: an
+// unknown key or a bad value is an error naming the key (gantryd exits 2).
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace gantry::config {
+
+struct Mqtt {
+  std::string uri;  // required, tcp://, ssl://, mqtt://, mqtts://
+  std::string root = "gantry";
+  int version = 5;  // 5 or 4 (3.1.1)
+  std::optional<std::string> ca_file, cert_file, key_file, username, password_file;
+};
+
+struct Trust {
+  std::string keys_dir;  // required
+  int threshold = 1;     // >= 1
+};
+
+struct Update {
+  int commit_window_s = 10;
+  int parallel_downloads = 4;  // 1..32
+  int stop_timeout_s = 5;
+  std::string bsp = "ignore";  // ignore|reject
+};
+
+struct Runtime {
+  std::vector<std::string> allow_lxc_keys;
+};
+
+struct Cache {
+  std::uint64_t quota_bytes = 0;  // 0 = no quota
+};
+
+struct Relay {
+  std::vector<std::string> transports = {"mqtt"};  // mqtt, coap
+  std::optional<std::string> mqtt_uri;             // null = share the agent's connection
+  int coap_port = 5683;
+  int max_concurrent = 8;
+};
+
+struct Config {
+  std::string device_id;  // required, a safe name
+  std::vector<std::string> groups;
+  std::filesystem::path data_dir;    // required
+  std::filesystem::path plugin_dir;  // required
+  Mqtt mqtt;
+  Trust trust;
+  Update update;
+  Runtime runtime;
+  Cache cache;
+  Relay relay;
+};
+
+// Error code "config"; the message starts with the JSON path of the offending key,
+// e.g. "mqtt.version: must be 4 or 5".
+Expected<Config> Parse(const std::string& json_text);
+Expected<Config> Load(const std::filesystem::path& file);
+
+}  // namespace gantry::config
