@@ -13,3 +13,50 @@ CREATE TABLE pins (
   PRIMARY KEY (rev, block_id)
 );
 CREATE INDEX pins_block ON pins(block_id);
+
+-- Every handled command id with the exact reply sent: a repeated id gets it back, byte for byte.
+CREATE TABLE commands (
+  id TEXT PRIMARY KEY NOT NULL,
+  op TEXT NOT NULL,
+  reply TEXT NOT NULL,
+  received_at INTEGER NOT NULL
+);
+-- Messages for the broker, in order; a row is deleted only once the broker acknowledged it.
+CREATE TABLE outbox (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  topic TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  qos INTEGER NOT NULL,
+  retain INTEGER NOT NULL
+);
+-- The update/rollback transactions. At most one is open (final = 0) at a time; queued
+-- updates wait in state QUEUED. The state is written before its side effect.
+CREATE TABLE transactions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  cmd_id TEXT NOT NULL,
+  kind TEXT NOT NULL,            -- update | rollback
+  rev TEXT,
+  seq INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL,
+  document TEXT,                 -- the verified revision document (JSON)
+  objects_base TEXT,
+  from_rev TEXT,                 -- the committed revision when the transaction began
+  store_count INTEGER NOT NULL DEFAULT 0,
+  message TEXT,
+  final INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX transactions_open ON transactions(final, id);
+-- Revisions kept on the device: the current one and the rollback target.
+CREATE TABLE revisions (
+  rev TEXT PRIMARY KEY NOT NULL,
+  seq INTEGER NOT NULL,
+  document TEXT NOT NULL,
+  committed_at INTEGER NOT NULL
+);
+-- Small named values: current_rev, previous_rev, high_seq.
+CREATE TABLE meta (
+  key TEXT PRIMARY KEY NOT NULL,
+  value TEXT NOT NULL
+);
