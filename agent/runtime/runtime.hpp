@@ -1,0 +1,89 @@
+#pragma once
+// The container runtime as the agent sees it (DESIGN §2 storage, §4 STAGED/SWITCHING/stop,
+// §6 plugins, §7 layout). The only implementation is the gantry-runtime-lxc.so plugin; this
+// header and its loader know nothing of liblxc.
+//
+// Threading: LoadRuntimePlugin() forks the plugin's liblxc helper process. Call it in gantryd
+// BEFORE any other thread exists (before Paho, curl or worker threads start), because the
+// fork copies only the calling thread and liblxc keeps global state. Every method blocks
+// (it waits for the helper) and is safe to call from any one thread at a time; calls from
+// several threads are serialised. Never call it from the event loop thread.
+//
+// Lifecycle of an instance: Prepare (mount + config, idempotent) → Start → [Exec]* → Stop →
+// Release. Containers outlive the agent: a new agent loading the plugin again sees them in
+// List() and GetStatus() (adoption) without restarting them.
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/error.hpp"
+
+namespace gantry::runtime {
+
+struct StorageSpec {
+  std::string path;         // path inside the container, e.g. "/data" (from run.json storage)
+  std::string persistence;  // "permanent" | "revision" | "boot"
+};
+
+struct ContainerSpec {
+  std::string name;      // container name from the revision (a safe name), the uts name
+  std::string instance;  // LXC container name, unique per content: <name>-<12 hex of content key>
+  std::filesystem::path rootfs_image;  // squashfs block in the cache (read-only file)
+  std::string lxc_config;  // the revision's LXC config text, already policy-checked by the agent
+  // container path -> source file (the revision's _config/<c>/<path> blocks)
+  std::vector<std::pair<std::string, std::filesystem::path>> config_files;
+  std::vector<StorageSpec> storage;
+};
+
+// kAbsent: no such prepared instance. kStopped: prepared, not running (never started, stopped,
+// or its init exited). kStarting: LXC is still starting it. kFailed: LXC reports it broken.
+enum class State { kRunning, kStopped, kStarting, kFailed, kAbsent };
+
+struct Status {
+  State state = State::kAbsent;
+  int init_pid = -1;  // host pid of the container's init while running, else -1
+};
+
+// "RUNNING", "STOPPED", "STARTING", "FAILED", "ABSENT" (the P/state vocabulary).
+const char* StateName(State state);
+
+class Runtime {
+ public:
+  virtual ~Runtime() = default;
+  // Mounts the rootfs image read-only (loop), the overlay writable layer and the storage,
+  // copies the config files in and writes the LXC config. Idempotent: preparing an instance
+  // that is already prepared (or running) succeeds without touching it.
+  virtual ExpectedVoid Prepare(const ContainerSpec& spec) = 0;
+  // Starts a prepared instance daemonized (it outlives the agent); returns once LXC reports
+  // it RUNNING. Starting a running instance succeeds. "boot" storage is cleared here.
+  virtual ExpectedVoid Start(const std::string& instance) = 0;
+  // Sends the container's halt signal and waits up to timeout_s, then SIGKILLs it. Stopping a
+  // stopped instance succeeds.
+  virtual ExpectedVoid Stop(const std::string& instance, int timeout_s) = 0;
+  virtual Expected<Status> GetStatus(const std::string& instance) = 0;
+  // Runs argv inside the running container and returns its exit code (128+signal when killed
+  // by a signal). Error "timeout" when it runs longer than timeout_s (it is then killed).
+  virtual Expected<int> Exec(const std::string& instance, const std::vector<std::string>& argv,
+                             int timeout_s) = 0;
+  // Stops it if needed, unmounts everything, detaches the loop device and removes the instance
+  // directory; permanent storage (<data_dir>/storage/<name>/) is kept. Releasing an absent
+  // instance succeeds.
+  virtual ExpectedVoid Release(const std::string& instance) = 0;
+  // Every prepared instance (running or not).
+  virtual Expected<std::vector<std::string>> List() = 0;
+};
+
+// Loads <plugin_dir>/gantry-runtime-lxc.so with dlopen, resolves gantry_plugin_v1 and checks
+// abi_version == GANTRY_PLUGIN_ABI_V1 and kind == "runtime"; then creates the instance, which
+// forks the liblxc helper (see "Threading" above). options: the plugin settings (may be an
+// empty object); data_dir is added as "data_dir". Layout under data_dir: containers/ (the
+// lxcpath) and storage/ (permanent volumes).
+Expected<std::unique_ptr<Runtime>> LoadRuntimePlugin(const std::filesystem::path& plugin_dir,
+                                                     const std::filesystem::path& data_dir,
+                                                     const nlohmann::json& options);
+
+}  // namespace gantry::runtime
