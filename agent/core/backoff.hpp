@@ -9,7 +9,7 @@ class Backoff {
  public:
   Backoff(std::chrono::milliseconds first, std::chrono::milliseconds max) : first_(first), max_(max) {}
   std::chrono::milliseconds Next() {
-    auto d = std::min(max_, first_ * (1LL << std::min(attempt_, 20)));
+    std::chrono::milliseconds d = std::min<std::chrono::milliseconds>(max_, first_ * (1LL << std::min(attempt_, 20)));
     ++attempt_;
     return d;
   }

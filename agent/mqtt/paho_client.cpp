@@ -1,0 +1,216 @@
+#include <mqtt/async_client.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "core/backoff.hpp"
+#include "core/log.hpp"
+#include "mqtt/client.hpp"
+
+namespace gantry::mqtt {
+namespace {
+
+constexpr const char* kLog = "mqtt";
+
+// Forwards Paho's action results to a std::function; deletes itself once done.
+class Listener : public ::mqtt::iaction_listener {
+ public:
+  explicit Listener(std::function<void(bool)> done) : done_(std::move(done)) {}
+  void on_success(const ::mqtt::token&) override { Finish(true); }
+  void on_failure(const ::mqtt::token&) override { Finish(false); }
+
+ private:
+  void Finish(bool ok) {
+    auto done = std::move(done_);
+    delete this;
+    if (done) done(ok);
+  }
+  std::function<void(bool)> done_;
+};
+
+class PahoClient final : public Client {
+ public:
+  explicit PahoClient(const Options& o)
+      : options_(o),
+        client_(o.uri, o.client_id, ::mqtt::create_options(o.version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1),
+                nullptr) {}
+
+  ~PahoClient() override { Stop(); }
+
+  void Start(Handlers handlers) override {
+    handlers_ = std::move(handlers);
+    client_.set_connected_handler([this](const std::string&) { OnConnected(); });
+    client_.set_connection_lost_handler([this](const std::string& cause) {
+      connected_ = false;
+      log::Warn(kLog, "connection lost: " + cause);
+      if (handlers_.on_lost) handlers_.on_lost(cause);
+    });
+    client_.set_message_callback([this](::mqtt::const_message_ptr m) { OnMessage(*m); });
+    running_ = true;
+    connector_ = std::thread([this] { ConnectLoop(); });
+  }
+
+  void Publish(const Message& m, std::function<void(bool)> on_done) override {
+    auto msg = ::mqtt::make_message(m.topic, m.payload, m.qos, m.retain);
+    if (options_.version == 5 && !m.correlation_data.empty()) {
+      ::mqtt::properties props;
+      props.add({::mqtt::property::CORRELATION_DATA, m.correlation_data});
+      msg->set_properties(props);
+    }
+    try {
+      client_.publish(msg, nullptr, *new Listener(std::move(on_done)));
+    } catch (const ::mqtt::exception& e) {
+      // Not connected: the caller's outbox keeps the message and retries after reconnect.
+      log::Debug(kLog, std::string("publish deferred: ") + e.what());
+      if (on_done) on_done(false);
+    }
+  }
+
+  bool Connected() const override { return connected_; }
+
+  void Stop() override {
+    {
+      std::lock_guard lock(mutex_);
+      if (!running_) return;
+      running_ = false;
+    }
+    cv_.notify_all();
+    if (connector_.joinable()) connector_.join();
+    client_.set_connected_handler([](const std::string&) {});
+    client_.set_connection_lost_handler([](const std::string&) {});
+    client_.set_message_callback([](::mqtt::const_message_ptr) {});
+    try {
+      if (client_.is_connected()) client_.disconnect(std::chrono::seconds(2))->wait_for(std::chrono::seconds(3));
+    } catch (const ::mqtt::exception& e) {
+      log::Debug(kLog, std::string("disconnect: ") + e.what());
+    }
+  }
+
+ private:
+  ::mqtt::connect_options BuildConnectOptions() {
+    auto b = ::mqtt::connect_options_builder();
+    b.mqtt_version(options_.version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
+    b.keep_alive_interval(std::chrono::seconds(options_.keepalive_s));
+    // Paho's reconnect intervals are whole seconds; 1 s is its floor.
+    b.automatic_reconnect(std::chrono::seconds(1),
+                          std::chrono::duration_cast<std::chrono::seconds>(options_.reconnect_max));
+    if (options_.version == 5) {
+      b.clean_start(false);
+      b.properties({{::mqtt::property::SESSION_EXPIRY_INTERVAL, options_.session_expiry_s}});
+    } else {
+      b.clean_session(false);
+    }
+    if (options_.will) {
+      b.will(::mqtt::message(options_.will->topic, options_.will->payload, options_.will->qos,
+                             options_.will->retain));
+    }
+    if (options_.username) b.user_name(*options_.username);
+    if (options_.password) b.password(*options_.password);
+    if (options_.ca_file || options_.cert_file) {
+      auto ssl = ::mqtt::ssl_options_builder();
+      if (options_.ca_file) ssl.trust_store(*options_.ca_file);
+      if (options_.cert_file) ssl.key_store(*options_.cert_file);
+      if (options_.key_file) ssl.private_key(*options_.key_file);
+      ssl.enable_server_cert_auth(true);
+      ssl.verify(true);
+      b.ssl(ssl.finalize());
+    }
+    return b.finalize();
+  }
+
+  // Paho reconnects by itself only after a first successful connect; until then we retry.
+  void ConnectLoop() {
+    Backoff backoff(options_.reconnect_min, options_.reconnect_max);
+    auto opts = BuildConnectOptions();
+    while (true) {
+      {
+        std::lock_guard lock(mutex_);
+        if (!running_) return;
+      }
+      bool ok = false;
+      try {
+        auto tok = client_.connect(opts);
+        ok = tok->wait_for(std::chrono::seconds(30));
+      } catch (const ::mqtt::exception& e) {
+        log::Warn(kLog, "cannot connect to " + options_.uri + ": " + e.what());
+      }
+      if (ok) return;  // from here on Paho's automatic reconnect takes over
+      std::unique_lock lock(mutex_);
+      cv_.wait_for(lock, backoff.Next(), [this] { return !running_; });
+    }
+  }
+
+  // Called on every (re)connect: subscriptions are idempotent, and Paho 1.2 does not say
+  // whether the session survived.
+  void OnConnected() {
+    connected_ = true;
+    log::Info(kLog, "connected to " + options_.uri);
+    if (options_.subscriptions.empty()) {
+      if (handlers_.on_ready) handlers_.on_ready();
+      return;
+    }
+    auto topics = ::mqtt::string_collection::create(options_.subscriptions);
+    std::vector<int> qos(options_.subscriptions.size(), 1);
+    try {
+      client_.subscribe(topics, qos, nullptr, *new Listener([this](bool ok) {
+        if (!ok) {
+          log::Error(kLog, "subscription refused by the broker");
+          return;
+        }
+        if (handlers_.on_ready) handlers_.on_ready();
+      }));
+    } catch (const ::mqtt::exception& e) {
+      log::Error(kLog, std::string("subscribe: ") + e.what());
+    }
+  }
+
+  void OnMessage(const ::mqtt::message& m) {
+    Message out;
+    out.topic = m.get_topic();
+    out.payload = m.to_string();
+    out.qos = m.get_qos();
+    out.retain = m.is_retained();
+    const auto& props = m.get_properties();
+    if (props.contains(::mqtt::property::RESPONSE_TOPIC))
+      out.response_topic = ::mqtt::get<std::string>(props, ::mqtt::property::RESPONSE_TOPIC);
+    if (props.contains(::mqtt::property::CORRELATION_DATA))
+      out.correlation_data = ::mqtt::get<std::string>(props, ::mqtt::property::CORRELATION_DATA);
+    if (handlers_.on_message) handlers_.on_message(std::move(out));
+  }
+
+  Options options_;
+  ::mqtt::async_client client_;
+  Handlers handlers_;
+  std::atomic<bool> connected_{false};
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool running_ = false;
+  std::thread connector_;
+};
+
+}  // namespace
+
+std::unique_ptr<Client> MakePahoClient(const Options& options) {
+  return std::make_unique<PahoClient>(options);
+}
+
+bool TopicMatches(const std::string& filter, const std::string& topic) {
+  size_t f = 0, t = 0;
+  while (f < filter.size()) {
+    size_t fe = filter.find('/', f);
+    if (fe == std::string::npos) fe = filter.size();
+    std::string_view level(filter.data() + f, fe - f);
+    if (level == "#") return true;
+    if (t > topic.size()) return false;
+    size_t te = topic.find('/', t);
+    if (te == std::string::npos) te = topic.size();
+    if (level != "+" && level != std::string_view(topic.data() + t, te - t)) return false;
+    f = fe + 1;
+    t = te + 1;
+  }
+  return t > topic.size();
+}
+
+}  // namespace gantry::mqtt
