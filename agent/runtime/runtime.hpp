@@ -24,9 +24,16 @@
 
 namespace gantry::runtime {
 
+// One writable area of a container (run.json "storage"). path is an absolute path inside the
+// container ("/data"), or "lxc-overlay" (also "/") for the root file system's own writable
+// layer, which is "boot" unless the revision says otherwise. persistence:
+//   "boot"      cleared at every Start
+//   "revision"  kept in the instance directory (dies with Release)
+//   "permanent" <data_dir>/storage/<name>/<path>, bind-mounted; survives Release and is shared
+//               by every instance of the same container name
 struct StorageSpec {
-  std::string path;         // path inside the container, e.g. "/data" (from run.json storage)
-  std::string persistence;  // "permanent" | "revision" | "boot"
+  std::string path;
+  std::string persistence;
 };
 
 struct ContainerSpec {
@@ -69,9 +76,9 @@ class Runtime {
   // by a signal). Error "timeout" when it runs longer than timeout_s (it is then killed).
   virtual Expected<int> Exec(const std::string& instance, const std::vector<std::string>& argv,
                              int timeout_s) = 0;
-  // Stops it if needed, unmounts everything, detaches the loop device and removes the instance
-  // directory; permanent storage (<data_dir>/storage/<name>/) is kept. Releasing an absent
-  // instance succeeds.
+  // SIGKILLs it if still running (Stop it first for a clean halt), unmounts everything,
+  // detaches the loop device and removes the instance directory; permanent storage
+  // (<data_dir>/storage/<name>/) is kept. Releasing an absent instance succeeds.
   virtual ExpectedVoid Release(const std::string& instance) = 0;
   // Every prepared instance (running or not).
   virtual Expected<std::vector<std::string>> List() = 0;
