@@ -12,7 +12,7 @@
 namespace gantry::config {
 
 struct Mqtt {
-  std::string uri;  // required, tcp://, ssl://, mqtt://, mqtts://
+  std::string uri;  // required: tcp|ssl|mqtt|mqtts|ws|wss://host[:port][/path]
   std::string root = "gantry";
   int version = 5;  // 5 or 4 (3.1.1)
   std::optional<std::string> ca_file, cert_file, key_file, username, password_file;
@@ -24,9 +24,9 @@ struct Trust {
 };
 
 struct Update {
-  int commit_window_s = 10;
+  int commit_window_s = 10;    // 0..3600
   int parallel_downloads = 4;  // 1..32
-  int stop_timeout_s = 5;
+  int stop_timeout_s = 5;      // 1..300
   std::string bsp = "ignore";  // ignore|reject
 };
 
@@ -41,13 +41,13 @@ struct Cache {
 struct Relay {
   std::vector<std::string> transports = {"mqtt"};  // mqtt, coap
   std::optional<std::string> mqtt_uri;             // null = share the agent's connection
-  int coap_port = 5683;
-  int max_concurrent = 8;
+  int coap_port = 5683;                            // 1..65535
+  int max_concurrent = 8;                          // 1..1024
 };
 
 struct Config {
   std::string device_id;  // required, a safe name
-  std::vector<std::string> groups;
+  std::vector<std::string> groups;  // ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$, distinct
   std::filesystem::path data_dir;    // required
   std::filesystem::path plugin_dir;  // required
   Mqtt mqtt;
