@@ -157,20 +157,28 @@ ExpectedVoid Db::Migrate() {
   return {};
 }
 
-Transaction::Transaction(Db& db) : db_(db), begun_(db.Exec("BEGIN IMMEDIATE")) {
+bool Db::InTransactionNow() const { return sqlite3_get_autocommit(db_.get()) == 0; }
+
+// Inside an open transaction a nested guard is a savepoint, so units that guard their own
+// writes compose into a caller's transaction.
+Transaction::Transaction(Db& db)
+    : db_(db), nested_(db.InTransactionNow()),
+      begun_(db.Exec(nested_ ? "SAVEPOINT gantry_nested" : "BEGIN IMMEDIATE")) {
   done_ = !begun_.has_value();
 }
 
 Transaction::~Transaction() {
-  if (!done_) (void)db_.Exec("ROLLBACK");
+  if (done_) return;
+  if (nested_)
+    (void)db_.Exec("ROLLBACK TO gantry_nested; RELEASE gantry_nested");
+  else
+    (void)db_.Exec("ROLLBACK");
 }
 
 ExpectedVoid Transaction::Commit() {
   if (done_) return Fail("db", "transaction already finished");
-  auto r = db_.Exec("COMMIT");
-  if (!r) {
-    (void)db_.Exec("ROLLBACK");
-  }
+  auto r = db_.Exec(nested_ ? "RELEASE gantry_nested" : "COMMIT");
+  if (!r) (void)db_.Exec(nested_ ? "ROLLBACK TO gantry_nested; RELEASE gantry_nested" : "ROLLBACK");
   done_ = true;
   return r;
 }

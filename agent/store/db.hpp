@@ -79,6 +79,7 @@ class Db {
     return st->Run();
   }
   std::int64_t LastInsertId() const;
+  bool InTransactionNow() const;
   std::int64_t Changes() const;
 
   // Runs fn() inside BEGIN IMMEDIATE … COMMIT; rolls back when fn returns an error.
@@ -109,6 +110,7 @@ class Transaction {
 
  private:
   Db& db_;
+  bool nested_;
   ExpectedVoid begun_;
   bool done_ = false;
 };

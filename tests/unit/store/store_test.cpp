@@ -87,3 +87,25 @@ TEST(Store, RefusesNewerSchema) {
   ASSERT_FALSE(db);
   EXPECT_NE(db.error().message.find("newer"), std::string::npos);
 }
+
+TEST(Store, NestedTransactionIsASavepoint) {
+  test::TempDir dir;
+  auto db = Db::Open(dir.path() / "g.db");
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->Exec("CREATE TABLE t(x INTEGER)"));
+  {
+    store::Transaction outer(*db);
+    ASSERT_TRUE(outer.Begun());
+    ASSERT_TRUE(db->Run("INSERT INTO t VALUES (?)", 1));
+    auto inner = db->InTransaction([&]() -> ExpectedVoid {
+      if (auto e = db->Run("INSERT INTO t VALUES (?)", 2); !e) return e;
+      return Fail("test", "inner fails");
+    });
+    EXPECT_FALSE(inner);
+    ASSERT_TRUE(db->InTransaction([&] { return db->Run("INSERT INTO t VALUES (?)", 3); }));
+    ASSERT_TRUE(outer.Commit());
+  }
+  auto st = db->Prepare("SELECT group_concat(x) FROM t");
+  ASSERT_TRUE(st && st->Step().value_or(false));
+  EXPECT_EQ(st->Text(0), "1,3");
+}
