@@ -27,6 +27,7 @@ struct Options {
   std::optional<Message> will;
   std::vector<std::string> subscriptions;  // all at QoS 1
   int keepalive_s = 30;
+  bool clean_session = false;  // the agent keeps its session; tools start clean
   int session_expiry_s = 7 * 24 * 3600;  // MQTT 5: without it the session does not persist
   std::chrono::milliseconds reconnect_min{500};
   std::chrono::milliseconds reconnect_max{30000};

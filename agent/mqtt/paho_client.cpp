@@ -54,9 +54,10 @@ class PahoClient final : public Client {
 
   void Publish(const Message& m, std::function<void(bool)> on_done) override {
     auto msg = ::mqtt::make_message(m.topic, m.payload, m.qos, m.retain);
-    if (options_.version == 5 && !m.correlation_data.empty()) {
+    if (options_.version == 5 && (!m.correlation_data.empty() || !m.response_topic.empty())) {
       ::mqtt::properties props;
-      props.add({::mqtt::property::CORRELATION_DATA, m.correlation_data});
+      if (!m.correlation_data.empty()) props.add({::mqtt::property::CORRELATION_DATA, m.correlation_data});
+      if (!m.response_topic.empty()) props.add({::mqtt::property::RESPONSE_TOPIC, m.response_topic});
       msg->set_properties(props);
     }
     try {
@@ -97,10 +98,11 @@ class PahoClient final : public Client {
     b.automatic_reconnect(std::chrono::seconds(1),
                           std::chrono::duration_cast<std::chrono::seconds>(options_.reconnect_max));
     if (options_.version == 5) {
-      b.clean_start(false);
-      b.properties({{::mqtt::property::SESSION_EXPIRY_INTERVAL, options_.session_expiry_s}});
+      b.clean_start(options_.clean_session);
+      if (!options_.clean_session)
+        b.properties({{::mqtt::property::SESSION_EXPIRY_INTERVAL, options_.session_expiry_s}});
     } else {
-      b.clean_session(false);
+      b.clean_session(options_.clean_session);
     }
     if (options_.will) {
       b.will(::mqtt::message(options_.will->topic, options_.will->payload, options_.will->qos,

@@ -1,0 +1,3 @@
+#include "app/agent.hpp"
+
+int main(int argc, char** argv) { return gantry::app::Main(argc, argv); }
