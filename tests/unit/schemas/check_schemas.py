@@ -1,0 +1,322 @@
+#!/usr/bin/python3
+"""Checks schemas/ with an independent validator (Debian's python3-jsonschema).
+
+Parts (one ctest each):
+  meta       every schemas/*.schema.json is a valid draft 2020-12 schema with its $id
+  examples   every example that maps to a schema (examples.map beside this file) validates
+  samples    tests/data/schemas/good/<name>/*.json validate against <name>.schema.json and
+             tests/data/schemas/bad/<name>/*.json do not; every schema has both kinds
+  config     the C++ config parser (--verdict binary) and config.schema.json give the same
+             verdict on every config sample, every config example and ~1000 mutations of the
+             full example; a bad sample's optional <name>.expect holds the start of the
+             parser's message
+
+Pattern semantics: draft 2020-12 patterns are ECMA-262, where "$" matches only at the end.
+Python's re also matches "$" before a final newline, so patterns are rewritten ("$" → "\\Z")
+before validating; check_schema always sees the files as they are.
+"""
+import argparse
+import copy
+import fnmatch
+import glob
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+try:
+    import jsonschema
+    from jsonschema import Draft202012Validator
+except ImportError as e:
+    print(f"FAIL: python3-jsonschema is not importable by {sys.executable} ({e}); "
+          "install the Debian package: apt-get install python3-jsonschema", file=sys.stderr)
+    sys.exit(1)
+try:  # jsonschema >= 4.18 resolves $ref through referencing; RefResolver is deprecated there
+    import referencing
+    import referencing.jsonschema
+except ImportError:
+    referencing = None
+
+ID_PREFIX = "https://gantry.dev/schemas/"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def ecma_pattern(p):
+    """Rewrites unescaped "$" outside a character class to "\\Z"."""
+    out, i, in_class = [], 0, False
+    while i < len(p):
+        c = p[i]
+        if c == "\\":
+            out.append(p[i:i + 2])
+            i += 2
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+        elif c == "]" and in_class:
+            in_class = False
+        elif c == "$" and not in_class:
+            c = "\\Z"
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def ecma_schema(node):
+    if isinstance(node, dict):
+        res = {}
+        for k, v in node.items():
+            if k == "pattern" and isinstance(v, str):
+                res[k] = ecma_pattern(v)
+            elif k == "patternProperties" and isinstance(v, dict):
+                res[k] = {ecma_pattern(pk): ecma_schema(pv) for pk, pv in v.items()}
+            elif k in ("const", "enum", "default", "examples"):
+                res[k] = v
+            else:
+                res[k] = ecma_schema(v)
+        return res
+    if isinstance(node, list):
+        return [ecma_schema(v) for v in node]
+    return node
+
+
+class Schemas:
+    def __init__(self, source):
+        self.dir = os.path.join(source, "schemas")
+        self.raw = {}
+        for path in sorted(glob.glob(os.path.join(self.dir, "*.schema.json"))):
+            with open(path, encoding="utf-8") as f:
+                self.raw[os.path.basename(path)[:-len(".schema.json")]] = json.load(f)
+        if not self.raw:
+            raise SystemExit(f"FAIL: no schemas in {self.dir}")
+        self.store = {s["$id"]: ecma_schema(s) for s in self.raw.values() if "$id" in s}
+
+    def validator(self, name):
+        schema = self.store[ID_PREFIX + name + ".schema.json"]
+        if referencing is None:  # Debian 12's jsonschema 4.10
+            resolver = jsonschema.RefResolver(schema["$id"], schema, store=self.store)
+            return Draft202012Validator(schema, resolver=resolver)
+        registry = referencing.Registry().with_resources(
+            (uri, referencing.Resource.from_contents(s, referencing.jsonschema.DRAFT202012))
+            for uri, s in self.store.items())
+        return Draft202012Validator(schema, registry=registry)
+
+    def errors(self, name, doc):
+        return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+                for e in self.validator(name).iter_errors(doc)]
+
+
+def load_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def part_meta(schemas, args):
+    failures = []
+    for name, s in schemas.raw.items():
+        file = name + ".schema.json"
+        if s.get("$schema") != DRAFT:
+            failures.append(f"{file}: $schema must be {DRAFT}")
+        if s.get("$id") != ID_PREFIX + file:
+            failures.append(f"{file}: $id must be {ID_PREFIX + file}")
+        try:
+            Draft202012Validator.check_schema(s)
+        except jsonschema.exceptions.SchemaError as e:
+            failures.append(f"{file}: not a valid draft 2020-12 schema: {e.message}")
+            continue
+        # Resolves every $ref once: a dangling reference fails here, not in production.
+        try:
+            schemas.validator(name).is_valid({})
+            for sample in glob.glob(os.path.join(args.source, "tests/data/schemas/*", name, "*.json")):
+                schemas.validator(name).is_valid(load_json(sample))
+        except Exception as e:  # RefResolutionError (4.10) or referencing's Unresolvable
+            failures.append(f"{file}: cannot validate with it (unresolvable $ref?): {e}")
+    print(f"meta: {len(schemas.raw)} schemas checked")
+    return failures
+
+
+def read_map():
+    rules = []
+    with open(os.path.join(HERE, "examples.map"), encoding="utf-8") as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                fields = line.split()
+                rules.append((fields[0], fields[1], "required" in fields[2:]))
+    return rules
+
+
+def part_examples(schemas, args):
+    failures, checked = [], 0
+    files = [os.path.relpath(p, args.source)
+             for p in glob.glob(os.path.join(args.source, "examples/**/*.json"), recursive=True)]
+    for pattern, schema, required in read_map():
+        name = schema[:-len(".schema.json")]
+        if name not in schemas.raw:
+            failures.append(f"examples.map: {pattern} maps to missing schema {schema}")
+            continue
+        matched = sorted(f for f in files if fnmatch.fnmatch(f, pattern))
+        if required and not matched:
+            failures.append(f"examples.map: nothing matches {pattern}, which must exist")
+        for f in matched:
+            checked += 1
+            try:
+                doc = load_json(os.path.join(args.source, f))
+            except ValueError as e:
+                failures.append(f"{f}: not JSON: {e}")
+                continue
+            for err in schemas.errors(name, doc):
+                failures.append(f"{f} (against {schema}): {err}")
+    print(f"examples: {checked} example files validated")
+    return failures
+
+
+def part_samples(schemas, args):
+    failures, checked = [], 0
+    root = os.path.join(args.source, "tests/data/schemas")
+    for kind in ("good", "bad"):
+        for d in sorted(glob.glob(os.path.join(root, kind, "*"))):
+            if os.path.basename(d) not in schemas.raw:
+                failures.append(f"{os.path.relpath(d, args.source)}: no schema of that name")
+    for name in schemas.raw:
+        if name == "common":
+            continue  # definitions only: nothing validates against it directly
+        for kind in ("good", "bad"):
+            samples = sorted(glob.glob(os.path.join(root, kind, name, "*.json")))
+            if not samples:
+                failures.append(f"{name}: no {kind} samples in tests/data/schemas/{kind}/{name}/")
+            for path in samples:
+                checked += 1
+                rel = os.path.relpath(path, args.source)
+                try:
+                    doc = load_json(path)
+                except ValueError as e:
+                    failures.append(f"{rel}: samples must be JSON ({e})")
+                    continue
+                errs = schemas.errors(name, doc)
+                if kind == "good" and errs:
+                    failures.append(f"{rel}: good sample fails: {'; '.join(errs)}")
+                if kind == "bad" and not errs:
+                    failures.append(f"{rel}: bad sample passes")
+    print(f"samples: {checked} samples validated")
+    return failures
+
+
+MUTATION_VALUES = [
+    None, True, False, 0, 1, -1, 1.0, 1.5, 2, 3, 4, 5, 6, 32, 33, 300, 301, 1024, 1025, 3600,
+    3601, 65535, 65536, 2**31 - 1, 2**31, 2**64 - 1, 2**64, "", "x", "gw-0001", "GW", "a..b",
+    "gw\n", "/p\u0000q", "ignore", "reject", "mqtt", "coap", "tcp://h:1883", "ws://h/p q",
+    "http://h", "fleet/eu", "a/+", "$SYS", "lxc.cap.keep", [], ["mqtt"], ["mqtt", "mqtt"],
+    ["coap", "mqtt"], ["lab"], ["a/b"], ["lxc.hook.*"], [1], {}, {"x": 1},
+]
+
+
+def leaf_paths(doc, prefix=()):
+    for k, v in doc.items():
+        yield prefix + (k,)
+        if isinstance(v, dict):
+            yield from leaf_paths(v, prefix + (k,))
+
+
+def mutations(base):
+    yield "unmodified", base
+    for path in leaf_paths(base):
+        parent_path, key = path[:-1], path[-1]
+        for i, value in enumerate(MUTATION_VALUES + ["<delete>"]):
+            doc = copy.deepcopy(base)
+            parent = doc
+            for p in parent_path:
+                parent = parent[p]
+            if value == "<delete>":
+                del parent[key]
+            else:
+                parent[key] = value
+            yield f"{'.'.join(path)}={json.dumps(value)}", doc
+    for prefix in [()] + [(k,) for k, v in base.items() if isinstance(v, dict)]:
+        doc = copy.deepcopy(base)
+        parent = doc
+        for p in prefix:
+            parent = parent[p]
+        parent["bogus"] = 1
+        yield f"{'.'.join(prefix + ('bogus',))}=1", doc
+
+
+def cpp_verdicts(binary, paths):
+    out = subprocess.run([binary] + paths, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"FAIL: {binary} exited {out.returncode}: {out.stderr}")
+    lines = out.stdout.splitlines()
+    if len(lines) != len(paths):
+        raise SystemExit(f"FAIL: {binary} printed {len(lines)} lines for {len(paths)} files")
+    return [(l.split("\t", 1) + [""])[:2] for l in lines]
+
+
+def part_config(schemas, args):
+    if not args.verdict or not os.access(args.verdict, os.X_OK):
+        return [f"config verdict binary {args.verdict!r} is not built"]
+    failures = []
+    root = os.path.join(args.source, "tests/data/schemas")
+    cases = []  # (label, path, expected verdict or None, expected message prefix or None)
+    for kind in ("good", "bad"):
+        for path in sorted(glob.glob(os.path.join(root, kind, "config", "*.json"))):
+            expect = None
+            if os.path.exists(path[:-5] + ".expect"):
+                with open(path[:-5] + ".expect", encoding="utf-8") as f:
+                    expect = f.read().strip()
+            cases.append((os.path.relpath(path, args.source), path, kind == "good", expect))
+    for path in sorted(glob.glob(os.path.join(args.source, "examples/config/*.json"))):
+        cases.append((os.path.relpath(path, args.source), path, True, None))
+    full = os.path.join(args.source, "examples/config/gantryd.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        if os.path.exists(full):
+            for i, (label, doc) in enumerate(mutations(load_json(full))):
+                path = os.path.join(tmp, f"m{i}.json")
+                with open(path, "w", encoding="utf-8") as f:
+                    json.dump(doc, f)
+                cases.append((f"mutation {label}", path, None, None))
+        else:
+            failures.append("examples/config/gantryd.json is missing: no mutations to compare")
+        verdicts = cpp_verdicts(args.verdict, [c[1] for c in cases])
+        mutated_bad = 0
+        for (label, path, expected, expect_msg), (cpp, msg) in zip(cases, verdicts):
+            schema_ok = not schemas.errors("config", load_json(path))
+            cpp_ok = cpp == "ok"
+            if label.startswith("mutation") and not schema_ok:
+                mutated_bad += 1
+            if schema_ok != cpp_ok:
+                failures.append(f"{label}: schema says {'valid' if schema_ok else 'invalid'}, "
+                                f"C++ parser says {'valid' if cpp_ok else 'invalid: ' + msg}")
+            if expected is not None and cpp_ok != expected:
+                failures.append(f"{label}: expected {'valid' if expected else 'invalid'}")
+            if expect_msg is not None and not msg.startswith(expect_msg):
+                failures.append(f"{label}: C++ message {msg!r} does not start with {expect_msg!r}")
+    print(f"config: {len(cases)} documents compared, {mutated_bad} mutations invalid")
+    if mutated_bad < 100:
+        failures.append(f"only {mutated_bad} mutations were invalid: the comparison proves little")
+    return failures
+
+
+PARTS = {"meta": part_meta, "examples": part_examples, "samples": part_samples,
+         "config": part_config}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("part", choices=sorted(PARTS))
+    ap.add_argument("--source", default=os.environ.get("GANTRY_SOURCE_DIR",
+                                                       os.path.join(HERE, "../../..")))
+    ap.add_argument("--verdict", help="the config_verdict binary (part config)")
+    args = ap.parse_args()
+    schemas = Schemas(args.source)
+    failures = PARTS[args.part](schemas, args)
+    for f in failures:
+        print(f"FAIL: {f}", file=sys.stderr)
+    print(f"{args.part}: {'FAILED' if failures else 'ok'} "
+          f"(jsonschema {importlib.metadata.version('jsonschema')} under {sys.executable})")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
