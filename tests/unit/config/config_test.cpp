@@ -298,3 +298,32 @@ TEST(Config, LoadReadsAFileAndNamesFileProblems) {
   ASSERT_FALSE(bad_value);
   EXPECT_EQ(bad_value.error().message, "mqtt.version: must be 4 or 5");
 }
+
+TEST(Config, ShippedExamplesParse) {
+  auto dir = std::filesystem::path(GANTRY_EXAMPLES_DIR) / "config";
+  auto full = config::Load(dir / "gantryd.json");
+  ASSERT_TRUE(full) << full.error().String();
+  auto minimal = config::Load(dir / "minimal.json");
+  ASSERT_TRUE(minimal) << minimal.error().String();
+  // The full example spells out every default: it must mean exactly what minimal.json means.
+  auto defaults = json::parse(test::Slurp(dir / "gantryd.json"));
+  EXPECT_EQ(full->device_id, "gw-0001");
+  EXPECT_EQ(minimal->device_id, "gw-0001");
+  EXPECT_EQ(full->mqtt.version, minimal->mqtt.version);
+  EXPECT_EQ(full->mqtt.root, minimal->mqtt.root);
+  EXPECT_EQ(full->trust.threshold, minimal->trust.threshold);
+  EXPECT_EQ(full->update.commit_window_s, minimal->update.commit_window_s);
+  EXPECT_EQ(full->update.parallel_downloads, minimal->update.parallel_downloads);
+  EXPECT_EQ(full->update.stop_timeout_s, minimal->update.stop_timeout_s);
+  EXPECT_EQ(full->update.bsp, minimal->update.bsp);
+  EXPECT_EQ(full->cache.quota_bytes, minimal->cache.quota_bytes);
+  EXPECT_EQ(full->relay.transports, minimal->relay.transports);
+  EXPECT_EQ(full->relay.mqtt_uri, minimal->relay.mqtt_uri);
+  EXPECT_EQ(full->relay.coap_port, minimal->relay.coap_port);
+  EXPECT_EQ(full->relay.max_concurrent, minimal->relay.max_concurrent);
+  for (auto section : {"mqtt", "trust", "update", "runtime", "cache", "relay"})
+    EXPECT_TRUE(defaults.contains(section)) << "gantryd.json lacks " << section;
+  EXPECT_EQ(defaults["mqtt"].size(), 8u) << "gantryd.json must list every mqtt key";
+  EXPECT_EQ(defaults["update"].size(), 4u);
+  EXPECT_EQ(defaults["relay"].size(), 4u);
+}
