@@ -1,0 +1,432 @@
+#include "helper.hpp"
+
+#include <lxc/attach_options.h>
+#include <lxc/lxccontainer.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "channel.hpp"
+#include "core/fs.hpp"
+#include "core/names.hpp"
+#include "lxc_config.hpp"
+#include "mounts.hpp"
+
+namespace gantry::lxc {
+
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+struct ContainerPut {
+  void operator()(lxc_container* c) const { lxc_container_put(c); }
+};
+using ContainerPtr = std::unique_ptr<lxc_container, ContainerPut>;
+
+struct Volume {
+  std::string rel;  // path inside the container without the leading "/", "" for the root layer
+  std::string persistence;
+};
+
+struct Spec {
+  std::string name, instance;
+  stdfs::path rootfs_image;
+  std::string lxc_config;
+  std::vector<std::pair<std::string, stdfs::path>> config_files;  // rel path -> source
+  std::string root_persistence = "boot";
+  std::vector<Volume> volumes;  // sorted: a parent is mounted before what lies inside it
+};
+
+bool IsPersistence(const std::string& p) {
+  return p == "boot" || p == "revision" || p == "permanent";
+}
+
+// A container path as a relative key ("/etc/app.conf" -> "etc/app.conf"), checked.
+Expected<std::string> RelPath(const std::string& path, const char* what) {
+  std::string rel = path;
+  while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
+  while (!rel.empty() && rel.back() == '/') rel.pop_back();
+  if (rel.empty() || !IsSafeKey(rel))
+    return Fail("bad_request", std::string(what) + " path \"" + path + "\" is not a safe path");
+  return rel;
+}
+
+Expected<Spec> ParseSpec(const json& req) {
+  Spec s;
+  s.name = req.at("name").get<std::string>();
+  s.instance = req.at("instance").get<std::string>();
+  if (!IsSafeName(s.name)) return Fail("bad_request", "container name \"" + s.name + "\" is not safe");
+  if (!IsSafeName(s.instance))
+    return Fail("bad_request", "instance name \"" + s.instance + "\" is not safe");
+  s.rootfs_image = req.at("rootfs_image").get<std::string>();
+  if (!s.rootfs_image.is_absolute())
+    return Fail("bad_request", "rootfs_image must be an absolute path");
+  s.lxc_config = req.value("lxc_config", "");
+  for (auto& f : req.value("config_files", json::array())) {
+    auto rel = RelPath(f.at("path").get<std::string>(), "config file");
+    if (!rel) return Unexpected(rel.error());
+    s.config_files.emplace_back(*rel, f.at("source").get<std::string>());
+  }
+  for (auto& v : req.value("storage", json::array())) {
+    auto path = v.at("path").get<std::string>();
+    auto persistence = v.at("persistence").get<std::string>();
+    if (!IsPersistence(persistence))
+      return Fail("bad_request", "storage " + path + ": persistence \"" + persistence +
+                                     "\" is not boot, revision or permanent");
+    if (path == "lxc-overlay" || path == "/") {
+      s.root_persistence = persistence;
+      continue;
+    }
+    auto rel = RelPath(path, "storage");
+    if (!rel) return Unexpected(rel.error());
+    s.volumes.push_back({*rel, persistence});
+  }
+  std::sort(s.volumes.begin(), s.volumes.end(),
+            [](const Volume& a, const Volume& b) { return a.rel < b.rel; });
+  return s;
+}
+
+std::string StateName(const char* lxc_state) {
+  std::string s = lxc_state ? lxc_state : "";
+  if (s == "RUNNING" || s == "FROZEN" || s == "FREEZING" || s == "THAWED" || s == "STOPPING")
+    return "RUNNING";
+  if (s == "STARTING") return "STARTING";
+  if (s == "STOPPED") return "STOPPED";
+  return "FAILED";  // ABORTING, or a state this liblxc does not name
+}
+
+class Helper {
+ public:
+  explicit Helper(HelperOptions options)
+      : options_(std::move(options)), lxcpath_(options_.data_dir / "containers") {}
+
+  json Dispatch(const std::string& frame) {
+    try {
+      auto msg = json::parse(frame);
+      auto op = msg.at("op").get<std::string>();
+      const json& req = msg.at("req");
+      Expected<json> r = Fail("bad_request", "unknown operation \"" + op + "\"");
+      if (op == "prepare") r = Prepare(req);
+      else if (op == "start") r = Start(req.at("instance").get<std::string>());
+      else if (op == "stop") r = Stop(req.at("instance").get<std::string>(), req.value("timeout_s", 5));
+      else if (op == "status") r = Status(req.at("instance").get<std::string>());
+      else if (op == "exec") r = Exec(req);
+      else if (op == "release") r = Release(req.at("instance").get<std::string>());
+      else if (op == "list") r = List();
+      if (!r) return {{"ok", false}, {"error", {{"code", r.error().code}, {"message", r.error().message}}}};
+      (*r)["ok"] = true;
+      return *r;
+    } catch (const json::exception& e) {
+      return {{"ok", false}, {"error", {{"code", "bad_request"}, {"message", e.what()}}}};
+    } catch (const std::exception& e) {
+      return {{"ok", false}, {"error", {{"code", "internal"}, {"message", e.what()}}}};
+    }
+  }
+
+ private:
+  stdfs::path Dir(const std::string& instance) const { return lxcpath_ / instance; }
+
+  void Log(int level, const std::string& message) const {
+    if (options_.host && options_.host->log) options_.host->log(options_.host->ctx, level, message.c_str());
+  }
+
+  Expected<ContainerPtr> Open(const std::string& instance) {
+    if (!IsSafeName(instance)) return Fail("bad_request", "instance name \"" + instance + "\" is not safe");
+    ContainerPtr c(lxc_container_new(instance.c_str(), lxcpath_.c_str()));
+    if (!c) return Fail("lxc", "liblxc cannot open container " + instance + " in " + lxcpath_.string());
+    return c;
+  }
+
+  // The last ERROR lines liblxc wrote for this instance: the useful part of a failure.
+  std::string LogErrors(const std::string& instance) const {
+    auto text = fs::ReadFile(Dir(instance) / "lxc.log", 64u << 20);
+    if (!text) return "no lxc log";
+    std::vector<std::string> errors;
+    size_t pos = 0;
+    while (pos < text->size()) {
+      size_t end = text->find('\n', pos);
+      if (end == std::string::npos) end = text->size();
+      std::string line = text->substr(pos, end - pos);
+      if (line.find(" ERROR ") != std::string::npos) errors.push_back(line);
+      pos = end + 1;
+    }
+    if (errors.empty()) return "see " + (Dir(instance) / "lxc.log").string();
+    std::string out;
+    for (size_t i = errors.size() > 3 ? errors.size() - 3 : 0; i < errors.size(); ++i)
+      out += (out.empty() ? "" : "; ") + errors[i];
+    return out;
+  }
+
+  Expected<Spec> LoadSpec(const std::string& instance) {
+    auto text = fs::ReadFile(Dir(instance) / "spec.json");
+    if (!text) return Fail("not_found", "instance " + instance + " is not prepared");
+    auto j = json::parse(*text, nullptr, false);
+    if (j.is_discarded()) return Fail("io", "spec.json of " + instance + " is corrupt");
+    return ParseSpec(j);
+  }
+
+  Expected<bool> Running(const std::string& instance) {
+    if (!stdfs::exists(Dir(instance) / "config")) return false;
+    auto c = Open(instance);
+    if (!c) return Unexpected(c.error());
+    return (*c)->is_running(c->get());
+  }
+
+  Expected<stdfs::path> VolumeSource(const Spec& s, const Volume& v) {
+    if (v.persistence == "permanent") return options_.data_dir / "storage" / s.name / v.rel;
+    if (v.persistence == "revision") return Dir(s.instance) / "volumes" / v.rel;
+    return Dir(s.instance) / "boot" / "volumes" / v.rel;
+  }
+
+  // Overlay, volumes and config files on <dir>/rootfs, which must not be mounted. Clears every
+  // "boot" layer first: this runs at every start.
+  ExpectedVoid MountRootfs(const Spec& s) {
+    auto dir = Dir(s.instance);
+    if (auto r = ClearDir(dir / "boot"); !r) return r;
+    stdfs::path layer = s.root_persistence == "permanent"
+                            ? options_.data_dir / "storage" / s.name / "lxc-overlay"
+                        : s.root_persistence == "revision" ? dir / "layer"
+                                                           : dir / "boot" / "layer";
+    for (auto& d : {layer / "upper", layer / "work"})
+      if (auto r = fs::MakeDirs(d, 0755); !r) return r;
+    if (auto r = MountOverlay(dir / "ro", layer / "upper", layer / "work", dir / "rootfs"); !r)
+      return r;
+    auto result = [&]() -> ExpectedVoid {
+      for (auto& v : s.volumes) {
+        auto source = VolumeSource(s, v);
+        if (!source) return Unexpected(source.error());
+        if (auto r = fs::MakeDirs(*source, 0755); !r) return r;
+        if (auto r = BindInRoot(*source, dir / "rootfs", v.rel); !r) return r;
+      }
+      for (auto& [rel, source] : s.config_files)
+        if (auto r = CopyInRoot(source, dir / "rootfs", rel); !r)
+          return Unexpected(r.error().WithContext("config file /" + rel));
+      return {};
+    }();
+    if (!result) {
+      if (auto r = UnmountBelow(dir / "rootfs"); !r) Log(GANTRY_LOG_ERROR, r.error().String());
+    }
+    return result;
+  }
+
+  ExpectedVoid EnsureImageMounted(const Spec& s) {
+    auto ro = Dir(s.instance) / "ro";
+    auto mounted = IsMountPoint(ro);
+    if (!mounted) return Unexpected(mounted.error());
+    if (*mounted) return {};
+    if (!stdfs::is_regular_file(s.rootfs_image))
+      return Fail("not_found", "rootfs image " + s.rootfs_image.string() + " does not exist");
+    return MountSquashfs(s.rootfs_image, ro);
+  }
+
+  Expected<json> Prepare(const json& req) {
+    auto spec = ParseSpec(req);
+    if (!spec) return Unexpected(spec.error());
+    auto dir = Dir(spec->instance);
+    auto running = Running(spec->instance);
+    if (!running) return Unexpected(running.error());
+    if (*running) return json::object();  // adopted or already started: leave it alone
+    for (auto& d : {dir, dir / "ro", dir / "rootfs"})
+      if (auto r = fs::MakeDirs(d, 0755); !r) return Unexpected(r.error());
+    OwnedKeys owned{spec->name, (dir / "rootfs").string(), (dir / "lxc.log").string(),
+                    options_.log_level};
+    if (auto r = fs::WriteFileAtomic(dir / "config", ComposeConfig(spec->lxc_config, owned), 0644); !r)
+      return Unexpected(r.error());
+    if (auto r = fs::WriteFileAtomic(dir / "spec.json", req.dump(2), 0600); !r)
+      return Unexpected(r.error());
+    if (auto r = EnsureImageMounted(*spec); !r) return Unexpected(r.error());
+    auto mounted = IsMountPoint(dir / "rootfs");
+    if (!mounted) return Unexpected(mounted.error());
+    if (!*mounted)
+      if (auto r = MountRootfs(*spec); !r) return Unexpected(r.error());
+    return json::object();
+  }
+
+  Expected<json> Start(const std::string& instance) {
+    auto spec = LoadSpec(instance);
+    if (!spec) return Unexpected(spec.error());
+    auto c = Open(instance);
+    if (!c) return Unexpected(c.error());
+    lxc_container* ct = c->get();
+    if (ct->is_running(ct)) return json::object();
+    auto dir = Dir(instance);
+    if (auto r = EnsureImageMounted(*spec); !r) return Unexpected(r.error());
+    if (auto r = UnmountBelow(dir / "rootfs"); !r) return Unexpected(r.error());
+    if (auto r = MountRootfs(*spec); !r) return Unexpected(r.error());
+    // One log per start keeps the file small and the errors of this start easy to find.
+    std::error_code ec;
+    stdfs::rename(dir / "lxc.log", dir / "lxc.log.1", ec);
+    if (!ct->is_defined(ct)) return Fail("lxc", "liblxc finds no config for " + instance);
+    if (!ct->want_daemonize(ct, true)) return Fail("lxc", "liblxc refused to daemonize " + instance);
+    // The container's monitor must not inherit the helper's descriptors (the socket to gantryd).
+    if (!ct->want_close_all_fds(ct, true))
+      return Fail("lxc", "liblxc refused to close inherited descriptors for " + instance);
+    if (!ct->start(ct, 0, nullptr))
+      return Fail("lxc", "cannot start " + instance + ": " + LogErrors(instance));
+    Log(GANTRY_LOG_INFO, "started " + instance + " (init pid " + std::to_string(ct->init_pid(ct)) + ")");
+    return json::object();
+  }
+
+  Expected<json> Stop(const std::string& instance, int timeout_s) {
+    if (!stdfs::exists(Dir(instance) / "config")) return json::object();
+    auto c = Open(instance);
+    if (!c) return Unexpected(c.error());
+    lxc_container* ct = c->get();
+    if (!ct->is_running(ct)) return json::object();
+    // shutdown() sends lxc.signal.halt (SIGPWR by default) and waits; false = still running.
+    if (timeout_s > 0 && ct->shutdown(ct, timeout_s) && !ct->is_running(ct)) {
+      Log(GANTRY_LOG_INFO, "halted " + instance);
+      return json::object();
+    }
+    if (!ct->is_running(ct)) return json::object();
+    if (!ct->stop(ct) && ct->is_running(ct))
+      return Fail("lxc", "cannot kill " + instance + ": " + LogErrors(instance));
+    if (!ct->wait(ct, "STOPPED", 30))
+      return Fail("lxc", instance + " did not stop within 30 s of SIGKILL");
+    Log(GANTRY_LOG_WARN, "killed " + instance + " after " + std::to_string(timeout_s) +
+                             " s without halting");
+    return json::object();
+  }
+
+  Expected<json> Status(const std::string& instance) {
+    if (!IsSafeName(instance)) return Fail("bad_request", "instance name \"" + instance + "\" is not safe");
+    if (!stdfs::exists(Dir(instance) / "spec.json") || !stdfs::exists(Dir(instance) / "config"))
+      return json{{"state", "ABSENT"}, {"init_pid", -1}};
+    auto c = Open(instance);
+    if (!c) return Unexpected(c.error());
+    lxc_container* ct = c->get();
+    const char* raw = ct->state(ct);
+    if (!raw) return Fail("lxc", "liblxc reports no state for " + instance);
+    std::string state = StateName(raw);
+    int pid = -1;
+    if (state == "RUNNING") {
+      pid = ct->init_pid(ct);
+      if (pid <= 0) state = "STOPPED";  // it exited between the two questions
+    }
+    return json{{"state", state}, {"init_pid", pid}, {"lxc_state", raw}};
+  }
+
+  Expected<json> Exec(const json& req) {
+    auto instance = req.at("instance").get<std::string>();
+    auto argv = req.at("argv").get<std::vector<std::string>>();
+    int timeout_s = req.value("timeout_s", 10);
+    if (argv.empty()) return Fail("bad_request", "exec needs a command");
+    auto c = Open(instance);
+    if (!c) return Unexpected(c.error());
+    lxc_container* ct = c->get();
+    if (!stdfs::exists(Dir(instance) / "config") || !ct->is_running(ct))
+      return Fail("not_running", "instance " + instance + " is not running");
+
+    fs::Fd null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    fs::Fd out_fd(::open((Dir(instance) / "exec.log").c_str(),
+                         O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!null_fd || !out_fd) return Fail("io", "cannot open exec output for " + instance);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    std::string path_env = "PATH=/bin:/sbin:/usr/bin:/usr/sbin";
+    std::string home_env = "HOME=/root";
+    char* env[] = {path_env.data(), home_env.data(), nullptr};
+    char cwd[] = "/";
+    lxc_attach_options_t options = LXC_ATTACH_OPTIONS_DEFAULT;
+    options.env_policy = LXC_ATTACH_CLEAR_ENV;
+    options.extra_env_vars = env;
+    options.initial_cwd = cwd;
+    options.stdin_fd = null_fd.get();
+    options.stdout_fd = out_fd.get();
+    options.stderr_fd = out_fd.get();
+    lxc_attach_command_t command{args[0], args.data()};
+    pid_t pid = -1;
+    if (ct->attach(ct, lxc_attach_run_command, &command, &options, &pid) != 0 || pid <= 0)
+      return Fail("lxc", "cannot attach to " + instance + ": " + LogErrors(instance));
+
+    // liblxc makes the attached process our child, so it can be waited for with a deadline.
+    auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+    for (;;) {
+      int status = 0;
+      pid_t r = ::waitpid(pid, &status, WNOHANG);
+      if (r == pid) {
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return json{{"exit_code", code}};
+      }
+      if (r < 0 && errno != EINTR) return Fail("io", fs::ErrnoMessage("waitpid for exec in", instance));
+      if (Clock::now() >= deadline) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        return Fail("timeout", "command " + argv[0] + " in " + instance + " ran longer than " +
+                                   std::to_string(timeout_s) + " s and was killed");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+
+  Expected<json> Release(const std::string& instance) {
+    if (!IsSafeName(instance)) return Fail("bad_request", "instance name \"" + instance + "\" is not safe");
+    auto dir = Dir(instance);
+    if (!stdfs::exists(dir)) return json::object();
+    if (stdfs::exists(dir / "config")) {
+      auto c = Open(instance);
+      if (!c) return Unexpected(c.error());
+      lxc_container* ct = c->get();
+      if (ct->is_running(ct)) {
+        if (!ct->stop(ct) && ct->is_running(ct))
+          return Fail("lxc", "cannot kill " + instance + ": " + LogErrors(instance));
+        if (!ct->wait(ct, "STOPPED", 30))
+          return Fail("lxc", instance + " did not stop within 30 s of SIGKILL");
+      }
+    }
+    if (auto r = UnmountBelow(dir); !r) return Unexpected(r.error());
+    // Only now, with nothing mounted below (permanent storage is a bind mount), is it safe to
+    // delete the tree.
+    auto mounts = MountPoints();
+    if (!mounts) return Unexpected(mounts.error());
+    for (auto& m : *mounts)
+      if (m.rfind(dir.string() + "/", 0) == 0)
+        return Fail("busy", "cannot remove " + dir.string() + ": " + m + " is still mounted");
+    std::error_code ec;
+    stdfs::remove_all(dir, ec);
+    if (ec) return Fail("io", "cannot remove " + dir.string() + ": " + ec.message());
+    Log(GANTRY_LOG_INFO, "released " + instance);
+    return json::object();
+  }
+
+  Expected<json> List() {
+    json out = json::array();
+    std::error_code ec;
+    std::vector<std::string> names;
+    for (auto& entry : stdfs::directory_iterator(lxcpath_, ec))
+      if (stdfs::exists(entry.path() / "spec.json")) names.push_back(entry.path().filename());
+    if (ec) return Fail("io", "cannot list " + lxcpath_.string() + ": " + ec.message());
+    std::sort(names.begin(), names.end());
+    return json{{"instances", names}};
+  }
+
+  HelperOptions options_;
+  stdfs::path lxcpath_;
+};
+
+}  // namespace
+
+void RunHelper(int fd, const HelperOptions& options) {
+  ::prctl(PR_SET_NAME, "gantry-lxc", 0, 0, 0);
+  Helper helper(options);
+  const char* version = lxc_get_version();
+  if (!WriteFrame(fd, json{{"ok", true}, {"lxc_version", version ? version : "?"}}.dump()))
+    ::_exit(1);
+  for (;;) {
+    auto frame = ReadFrame(fd, -1);
+    // EOF: gantryd closed the plugin (or died). Nothing to clean up: containers outlive us.
+    if (!frame) ::_exit(frame.error().code == "eof" ? 0 : 1);
+    if (!WriteFrame(fd, helper.Dispatch(*frame).dump())) ::_exit(1);
+  }
+}
+
+}  // namespace gantry::lxc

@@ -1,0 +1,40 @@
+#pragma once
+// Mount primitives for container root file systems: a read-only squashfs on a loop device,
+// an overlay, bind mounts placed safely inside a root that the image controls.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/fs.hpp"
+
+namespace gantry::lxc {
+
+namespace stdfs = std::filesystem;
+
+// Mount points from /proc/self/mountinfo, in mount order (octal escapes decoded).
+Expected<std::vector<std::string>> MountPoints();
+Expected<bool> IsMountPoint(const stdfs::path& path);
+
+// Attaches image to a free loop device (read-only, autoclear) and mounts it read-only at
+// target; the loop device goes away with the mount.
+ExpectedVoid MountSquashfs(const stdfs::path& image, const stdfs::path& target);
+ExpectedVoid MountOverlay(const stdfs::path& lower, const stdfs::path& upper,
+                          const stdfs::path& work, const stdfs::path& target);
+
+// Opens (creating as needed, like mkdir -p) the directory rel inside root, resolving every
+// component as if root were "/": a symlink in the image cannot lead outside it.
+Expected<fs::Fd> OpenDirInRoot(const stdfs::path& root, const std::string& rel);
+// Bind-mounts source onto the directory rel inside root (created if missing).
+ExpectedVoid BindInRoot(const stdfs::path& source, const stdfs::path& root, const std::string& rel);
+// Writes a copy of source to rel inside root (mode 0644, parents created).
+ExpectedVoid CopyInRoot(const stdfs::path& source, const stdfs::path& root, const std::string& rel);
+
+// Unmounts every mount at or below dir, innermost first; fails if one stays.
+ExpectedVoid UnmountBelow(const stdfs::path& dir);
+
+// Removes everything inside dir, keeping dir itself (creating it when missing). Never crosses
+// into a mount below dir.
+ExpectedVoid ClearDir(const stdfs::path& dir);
+
+}  // namespace gantry::lxc

@@ -1,0 +1,436 @@
+// System tests of gantry-runtime-lxc.so through the agent's Runtime interface: real liblxc,
+// real loop devices, squashfs and overlay mounts. Needs root; fails (never skips) when the
+// host cannot run LXC, with the reason.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "runtime/runtime.hpp"
+#include "test_util.hpp"
+
+using namespace gantry;
+using namespace gantry::runtime;
+namespace stdfs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* kGraceful =
+    "trap 'echo halted > /keep/halted; exit 0' PWR; while :; do sleep 1; done";
+constexpr const char* kStubborn = "trap '' PWR; while :; do sleep 1; done";
+constexpr const char* kExits = "sleep 1; exit 0";
+constexpr const char* kLxcConfig = "lxc.init.cmd = /sbin/gantry-init\n";
+
+std::string Quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string PluginDir() { return test::BuildDir() + "/plugins"; }
+
+// Why LXC cannot run here, or "" when it can.
+std::string LxcUnusableReason() {
+  if (::geteuid() != 0) return "the runtime tests need root (they mount and start containers)";
+  if (!stdfs::exists("/dev/loop-control")) return "/dev/loop-control is missing (no loop devices)";
+  if (!stdfs::exists("/sys/fs/cgroup")) return "/sys/fs/cgroup is missing (no cgroups)";
+  if (!stdfs::exists(PluginDir() + "/gantry-runtime-lxc.so"))
+    return PluginDir() + "/gantry-runtime-lxc.so is not built";
+  auto [rc, out] = test::Sh("command -v mksquashfs && file -L /bin/busybox");
+  if (rc != 0 || out.find("statically linked") == std::string::npos)
+    return "squashfs-tools or busybox-static is missing: " + out;
+  return "";
+}
+
+// Test images, built on first use and kept in the build tree (ctest runs every test in its
+// own process; the name carries a hash of the script and arguments, so a change rebuilds).
+class Images {
+ public:
+  static stdfs::path Graceful() { return Build("graceful", {"--init", kGraceful}); }
+  static stdfs::path Stubborn() { return Build("stubborn", {"--init", kStubborn}); }
+  static stdfs::path Exits() { return Build("exits", {"--init", kExits}); }
+  static stdfs::path MarkerA() { return Build("marker-a", {"--init", kGraceful, "--marker", "AAA"}); }
+  static stdfs::path MarkerB() { return Build("marker-b", {"--init", kGraceful, "--marker", "BBB"}); }
+
+ private:
+  static stdfs::path Build(const std::string& name, const std::vector<std::string>& args) {
+    std::string script = GANTRY_MKROOTFS;
+    std::string cmd = Quote(script);
+    for (auto& a : args) cmd += " " + Quote(a);
+    auto key = std::hash<std::string>{}(test::Slurp(script) + cmd);
+    auto dir = stdfs::path(test::BuildDir()) / "tests" / "runtime-lxc-images";
+    auto out = dir / (name + "-" + std::to_string(key) + ".squashfs");
+    if (stdfs::exists(out)) return out;
+    stdfs::create_directories(dir);
+    auto tmp = out;
+    tmp += "." + std::to_string(::getpid());
+    auto [rc, log] = test::Sh(Quote(script) + " " + Quote(tmp.string()) + cmd.substr(Quote(script).size()));
+    if (rc != 0) throw std::runtime_error("mkrootfs.sh " + name + " failed: " + log);
+    stdfs::rename(tmp, out);
+    return out;
+  }
+};
+
+std::vector<std::string> MountsUnder(const stdfs::path& dir) {
+  std::vector<std::string> out;
+  std::istringstream in(test::Slurp("/proc/self/mountinfo"));
+  std::string line;
+  while (std::getline(in, line))
+    if (line.find(" " + dir.string()) != std::string::npos) out.push_back(line);
+  return out;
+}
+
+std::string LoopsFor(const stdfs::path& image) {
+  auto [rc, out] = test::Sh("losetup -a");
+  std::string hits;
+  std::istringstream in(out);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.find(image.string()) != std::string::npos) hits += line + "\n";
+  return hits;
+}
+
+class RuntimeLxc : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto reason = LxcUnusableReason();
+    ASSERT_EQ(reason, "") << "LXC cannot run here: " << reason;
+    rt_ = Load();
+    ASSERT_TRUE(rt_);
+  }
+
+  // Stops and releases whatever the test left, even after a failed assertion, so no mount,
+  // loop device or container outlives the test.
+  void TearDown() override {
+    if (!rt_) rt_ = Load();
+    if (rt_) {
+      if (auto list = rt_->List()) {
+        for (auto& i : *list) {
+          if (auto r = rt_->Release(i); !r) ADD_FAILURE() << "cleanup release " << i << ": " << r.error().String();
+        }
+      }
+    }
+    rt_.reset();
+    // Last resort for a broken runtime: never let TempDir's remove_all walk into a mount.
+    for (int i = 0; i < 3 && !MountsUnder(data_.path()).empty(); ++i) {
+      test::Sh("for c in $(lxc-ls -P " + (data_.path() / "containers").string() +
+               "); do lxc-stop -k -P " + (data_.path() / "containers").string() + " -n $c; done");
+      for (auto& m : MountsUnder(data_.path())) {
+        std::istringstream f(m);
+        std::string a, b, c, d, point;
+        f >> a >> b >> c >> d >> point;
+        test::Sh("umount -l '" + point + "'");
+      }
+      ADD_FAILURE() << "mounts were left below " << data_.path();
+    }
+  }
+
+  std::unique_ptr<Runtime> Load() {
+    auto rt = LoadRuntimePlugin(PluginDir(), data_.path(), nlohmann::json::object());
+    EXPECT_TRUE(rt) << rt.error().String();
+    return rt ? std::move(*rt) : nullptr;
+  }
+
+  ContainerSpec Spec(const std::string& name, const std::string& hex, const stdfs::path& image) {
+    ContainerSpec s;
+    s.name = name;
+    s.instance = name + "-" + hex;
+    s.rootfs_image = image;
+    s.lxc_config = kLxcConfig;
+    s.storage = {{"/keep", "revision"}};
+    return s;
+  }
+
+  void PrepareAndStart(const ContainerSpec& s) {
+    auto p = rt_->Prepare(s);
+    ASSERT_TRUE(p) << p.error().String();
+    auto r = rt_->Start(s.instance);
+    ASSERT_TRUE(r) << r.error().String();
+  }
+
+  Status StatusOf(const std::string& instance) {
+    auto s = rt_->GetStatus(instance);
+    EXPECT_TRUE(s) << s.error().String();
+    return s ? *s : Status{};
+  }
+
+  // Awaits a state, polling liblxc, for at most timeout.
+  bool AwaitState(const std::string& instance, State want,
+                  std::chrono::seconds timeout = std::chrono::seconds(15)) {
+    auto end = Clock::now() + timeout;
+    while (Clock::now() < end) {
+      if (StatusOf(instance).state == want) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  int ExecCode(const std::string& instance, const std::string& script) {
+    auto r = rt_->Exec(instance, {"sh", "-c", script}, 10);
+    EXPECT_TRUE(r) << r.error().String();
+    return r ? *r : -1;
+  }
+
+  test::TempDir data_;
+  std::unique_ptr<Runtime> rt_;
+};
+
+TEST_F(RuntimeLxc, StartStatusExecStop) {
+  auto s = Spec("app", "0123456789ab", Images::Graceful());
+  PrepareAndStart(s);
+  auto st = StatusOf(s.instance);
+  EXPECT_EQ(st.state, State::kRunning);
+  ASSERT_GT(st.init_pid, 0);
+  EXPECT_TRUE(stdfs::exists("/proc/" + std::to_string(st.init_pid)));
+  // The uts name is the container name; exit codes come through unchanged.
+  EXPECT_EQ(ExecCode(s.instance, "test \"$(hostname)\" = app"), 0);
+  EXPECT_EQ(ExecCode(s.instance, "exit 3"), 3);
+  EXPECT_EQ(ExecCode(s.instance, "test -x /sbin/gantry-init"), 0);
+  // lxc-ls on the data dir's lxcpath sees it (DESIGN §7).
+  auto [rc, ls] = test::Sh("lxc-ls -P " + (data_.path() / "containers").string() + " --running");
+  EXPECT_NE(ls.find(s.instance), std::string::npos) << ls;
+  // A clean halt: the init's PWR trap ran (it wrote into the revision volume).
+  auto stop = rt_->Stop(s.instance, 10);
+  ASSERT_TRUE(stop) << stop.error().String();
+  EXPECT_EQ(StatusOf(s.instance).state, State::kStopped);
+  EXPECT_EQ(test::Slurp(data_.path() / "containers" / s.instance / "volumes/keep/halted"),
+            "halted\n");
+  EXPECT_TRUE(rt_->Stop(s.instance, 1)) << "stopping a stopped container succeeds";
+}
+
+TEST_F(RuntimeLxc, ExecTimeoutKillsTheCommand) {
+  auto s = Spec("app", "0123456789ab", Images::Graceful());
+  PrepareAndStart(s);
+  auto r = rt_->Exec(s.instance, {"sleep", "30"}, 1);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "timeout") << r.error().String();
+  EXPECT_EQ(ExecCode(s.instance, "! pidof sleep30 >/dev/null"), 0);
+  auto missing = rt_->Exec(s.instance, {"/no/such/program"}, 5);
+  ASSERT_TRUE(missing) << missing.error().String();
+  EXPECT_NE(*missing, 0);
+}
+
+TEST_F(RuntimeLxc, StopSigkillsAnInitThatIgnoresTheHaltSignal) {
+  auto s = Spec("stubborn", "0123456789ab", Images::Stubborn());
+  PrepareAndStart(s);
+  ASSERT_EQ(StatusOf(s.instance).state, State::kRunning);
+  auto t0 = Clock::now();
+  auto stop = rt_->Stop(s.instance, 2);
+  auto waited = Clock::now() - t0;
+  ASSERT_TRUE(stop) << stop.error().String();
+  EXPECT_EQ(StatusOf(s.instance).state, State::kStopped);
+  // It was given the full halt timeout before SIGKILL.
+  EXPECT_GE(waited, std::chrono::seconds(2));
+}
+
+TEST_F(RuntimeLxc, FreshPluginAdoptsRunningContainer) {
+  auto s = Spec("app", "0123456789ab", Images::Graceful());
+  PrepareAndStart(s);
+  int pid = StatusOf(s.instance).init_pid;
+  ASSERT_GT(pid, 0);
+  rt_.reset();  // the agent goes away: its helper exits, the container does not
+  EXPECT_TRUE(stdfs::exists("/proc/" + std::to_string(pid)));
+  rt_ = Load();
+  ASSERT_TRUE(rt_);
+  auto list = rt_->List();
+  ASSERT_TRUE(list) << list.error().String();
+  EXPECT_EQ(*list, std::vector<std::string>{s.instance});
+  auto st = StatusOf(s.instance);
+  EXPECT_EQ(st.state, State::kRunning);
+  EXPECT_EQ(st.init_pid, pid) << "adoption must not restart the container";
+  // Preparing it again (as a recovering agent does) leaves it running untouched.
+  ASSERT_TRUE(rt_->Prepare(s));
+  EXPECT_EQ(StatusOf(s.instance).init_pid, pid);
+  EXPECT_EQ(ExecCode(s.instance, "true"), 0);
+  ASSERT_TRUE(rt_->Stop(s.instance, 5));
+}
+
+TEST_F(RuntimeLxc, TwoInstancesOfOneNameCoexist) {
+  auto a = Spec("app", "aaaaaaaaaaaa", Images::MarkerA());
+  auto b = Spec("app", "bbbbbbbbbbbb", Images::MarkerB());
+  PrepareAndStart(a);
+  PrepareAndStart(b);  // start-first: the new one starts while the old one runs
+  EXPECT_EQ(StatusOf(a.instance).state, State::kRunning);
+  EXPECT_EQ(StatusOf(b.instance).state, State::kRunning);
+  EXPECT_NE(StatusOf(a.instance).init_pid, StatusOf(b.instance).init_pid);
+  EXPECT_EQ(ExecCode(a.instance, "grep -qx AAA /etc/gantry-marker"), 0);
+  EXPECT_EQ(ExecCode(b.instance, "grep -qx BBB /etc/gantry-marker"), 0);
+  ASSERT_TRUE(rt_->Stop(a.instance, 5));
+  EXPECT_EQ(StatusOf(b.instance).state, State::kRunning);
+  ASSERT_TRUE(rt_->Release(a.instance));
+  EXPECT_EQ(ExecCode(b.instance, "grep -qx BBB /etc/gantry-marker"), 0);
+}
+
+TEST_F(RuntimeLxc, StoragePersistence) {
+  auto s = Spec("db", "0123456789ab", Images::Graceful());
+  s.storage = {{"/data", "permanent"}, {"/keep", "revision"}, {"/scratch", "boot"}};
+  PrepareAndStart(s);
+  EXPECT_EQ(ExecCode(s.instance,
+                     "echo perm > /data/x && echo rev > /keep/x && echo boot > /scratch/x && "
+                     "echo root > /etc/rootfile"),
+            0);
+  // Restart: revision data stays, boot data (and the default "boot" root layer) is cleared.
+  ASSERT_TRUE(rt_->Stop(s.instance, 5));
+  ASSERT_TRUE(rt_->Start(s.instance));
+  EXPECT_EQ(ExecCode(s.instance, "grep -qx perm /data/x"), 0);
+  EXPECT_EQ(ExecCode(s.instance, "grep -qx rev /keep/x"), 0);
+  EXPECT_EQ(ExecCode(s.instance, "test -e /scratch/x"), 1);
+  EXPECT_EQ(ExecCode(s.instance, "test -e /etc/rootfile"), 1);
+  // Release and prepare a new instance of the same container: only permanent data is there.
+  ASSERT_TRUE(rt_->Stop(s.instance, 5));
+  ASSERT_TRUE(rt_->Release(s.instance));
+  EXPECT_EQ(test::Slurp(data_.path() / "storage/db/data/x"), "perm\n");
+  auto next = s;
+  next.instance = "db-ba9876543210";
+  PrepareAndStart(next);
+  EXPECT_EQ(ExecCode(next.instance, "grep -qx perm /data/x"), 0);
+  EXPECT_EQ(ExecCode(next.instance, "test -e /keep/x"), 1);
+}
+
+TEST_F(RuntimeLxc, RevisionRootLayerSurvivesRestart) {
+  auto s = Spec("app", "0123456789ab", Images::Graceful());
+  s.storage = {{"lxc-overlay", "revision"}};
+  PrepareAndStart(s);
+  EXPECT_EQ(ExecCode(s.instance, "echo root > /etc/rootfile"), 0);
+  ASSERT_TRUE(rt_->Stop(s.instance, 5));
+  ASSERT_TRUE(rt_->Start(s.instance));
+  EXPECT_EQ(ExecCode(s.instance, "grep -qx root /etc/rootfile"), 0);
+}
+
+TEST_F(RuntimeLxc, ConfigFilesAreOverlaid) {
+  test::TempDir src;
+  test::Spit(src.path() / "app.conf", "answer=42\n");
+  auto s = Spec("app", "0123456789ab", Images::Graceful());
+  s.config_files = {{"/etc/app/app.conf", src.path() / "app.conf"}};
+  PrepareAndStart(s);
+  EXPECT_EQ(ExecCode(s.instance, "grep -qx answer=42 /etc/app/app.conf"), 0);
+  // The image's own files are still there underneath.
+  EXPECT_EQ(ExecCode(s.instance, "grep -q root /etc/passwd"), 0);
+}
+
+TEST_F(RuntimeLxc, ReleaseLeavesNoMountsLoopsOrFiles) {
+  auto s = Spec("app", "0123456789ab", Images::Graceful());
+  s.storage = {{"/data", "permanent"}, {"/keep", "revision"}, {"/scratch", "boot"}};
+  PrepareAndStart(s);
+  ASSERT_TRUE(rt_->Prepare(s)) << "prepare is idempotent";
+  EXPECT_FALSE(MountsUnder(data_.path()).empty());
+  EXPECT_NE(LoopsFor(s.rootfs_image), "");
+  // Released while running: it is killed first.
+  auto r = rt_->Release(s.instance);
+  ASSERT_TRUE(r) << r.error().String();
+  auto left = MountsUnder(data_.path());
+  EXPECT_TRUE(left.empty()) << left.front();
+  EXPECT_EQ(LoopsFor(s.rootfs_image), "");
+  EXPECT_FALSE(stdfs::exists(data_.path() / "containers" / s.instance));
+  EXPECT_TRUE(stdfs::exists(data_.path() / "storage/app/data"));
+  EXPECT_EQ(StatusOf(s.instance).state, State::kAbsent);
+  EXPECT_TRUE(rt_->Release(s.instance)) << "releasing an absent instance succeeds";
+  EXPECT_TRUE(rt_->List()->empty());
+}
+
+TEST_F(RuntimeLxc, ContainerWhoseInitExitsIsStopped) {
+  auto s = Spec("oneshot", "0123456789ab", Images::Exits());
+  PrepareAndStart(s);
+  EXPECT_TRUE(AwaitState(s.instance, State::kStopped)) << StateName(StatusOf(s.instance).state);
+  EXPECT_EQ(StatusOf(s.instance).init_pid, -1);
+  // Still prepared: it can be started again.
+  EXPECT_EQ(*rt_->List(), std::vector<std::string>{s.instance});
+  ASSERT_TRUE(rt_->Start(s.instance));
+  EXPECT_TRUE(AwaitState(s.instance, State::kStopped));
+}
+
+TEST_F(RuntimeLxc, PreparedButNotStartedIsStopped) {
+  auto s = Spec("app", "0123456789ab", Images::Graceful());
+  ASSERT_TRUE(rt_->Prepare(s));
+  EXPECT_EQ(StatusOf(s.instance).state, State::kStopped);
+  EXPECT_EQ(StatusOf("nothing-here").state, State::kAbsent);
+  auto r = rt_->Exec(s.instance, {"true"}, 5);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "not_running");
+}
+
+TEST_F(RuntimeLxc, BadRequestsAreRefusedWithReasons) {
+  auto s = Spec("app", "0123456789ab", Images::Graceful());
+  s.instance = "../escape";
+  auto r = rt_->Prepare(s);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "bad_request");
+  s = Spec("app", "0123456789ab", data_.path() / "missing.squashfs");
+  r = rt_->Prepare(s);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "not_found") << r.error().String();
+  s = Spec("app", "0123456789ab", Images::Graceful());
+  s.storage = {{"/data/../../etc", "permanent"}};
+  r = rt_->Prepare(s);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "bad_request");
+  s.storage = {{"/data", "forever"}};
+  r = rt_->Prepare(s);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "bad_request");
+  auto start = rt_->Start("never-prepared");
+  ASSERT_FALSE(start);
+  EXPECT_EQ(start.error().code, "not_found");
+}
+
+TEST_F(RuntimeLxc, LxcFailureIsReportedWithLiblxcReason) {
+  auto s = Spec("broken", "0123456789ab", Images::Graceful());
+  s.lxc_config = "lxc.init.cmd = /no/such/init\n";
+  ASSERT_TRUE(rt_->Prepare(s));
+  auto r = rt_->Start(s.instance);
+  if (r) {
+    // liblxc may report the start before the exec fails; then the container is simply gone.
+    EXPECT_TRUE(AwaitState(s.instance, State::kStopped));
+  } else {
+    EXPECT_EQ(r.error().code, "lxc");
+    EXPECT_NE(r.error().message.find("broken"), std::string::npos) << r.error().message;
+  }
+}
+
+// The helper dies with the process that created the plugin, and containers survive both.
+TEST_F(RuntimeLxc, HelperExitsWhenTheAgentDies) {
+  auto s = Spec("app", "0123456789ab", Images::Graceful());
+  PrepareAndStart(s);
+  int init_pid = StatusOf(s.instance).init_pid;
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t agent = ::fork();
+  ASSERT_GE(agent, 0);
+  if (agent == 0) {
+    ::close(ready[0]);
+    auto rt = LoadRuntimePlugin(PluginDir(), data_.path(), nlohmann::json::object());
+    char ok = rt ? 'y' : 'n';
+    if (::write(ready[1], &ok, 1) != 1) ::_exit(1);
+    ::pause();
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  char ok = 0;
+  ASSERT_EQ(::read(ready[0], &ok, 1), 1);
+  ::close(ready[0]);
+  ASSERT_EQ(ok, 'y');
+  // Find the helper: a child of the fake agent named gantry-lxc.
+  pid_t helper = -1;
+  for (auto& e : stdfs::directory_iterator("/proc")) {
+    auto status = test::Slurp(e.path() / "status");
+    if (status.find("Name:\tgantry-lxc\n") != std::string::npos &&
+        status.find("PPid:\t" + std::to_string(agent) + "\n") != std::string::npos)
+      helper = std::stoi(e.path().filename().string());
+  }
+  ASSERT_GT(helper, 0) << "no helper process found under pid " << agent;
+  ::kill(agent, SIGKILL);
+  ::waitpid(agent, nullptr, 0);
+  auto end = Clock::now() + std::chrono::seconds(10);
+  while (Clock::now() < end && stdfs::exists("/proc/" + std::to_string(helper)))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(stdfs::exists("/proc/" + std::to_string(helper))) << "helper outlived the agent";
+  EXPECT_EQ(StatusOf(s.instance).init_pid, init_pid);
+}
+
+}  // namespace
