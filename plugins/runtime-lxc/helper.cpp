@@ -253,17 +253,20 @@ class Helper {
   Expected<json> Start(const std::string& instance) {
     auto spec = LoadSpec(instance);
     if (!spec) return Unexpected(spec.error());
-    auto c = Open(instance);
-    if (!c) return Unexpected(c.error());
-    lxc_container* ct = c->get();
-    if (ct->is_running(ct)) return json::object();
+    auto running = Running(instance);
+    if (!running) return Unexpected(running.error());
+    if (*running) return json::object();
     auto dir = Dir(instance);
     if (auto r = EnsureImageMounted(*spec); !r) return Unexpected(r.error());
     if (auto r = UnmountBelow(dir / "rootfs"); !r) return Unexpected(r.error());
     if (auto r = MountRootfs(*spec); !r) return Unexpected(r.error());
-    // One log per start keeps the file small and the errors of this start easy to find.
+    // One log per start keeps the file small and this start's errors easy to find. Rotated
+    // before liblxc loads the config, which opens the log file.
     std::error_code ec;
     stdfs::rename(dir / "lxc.log", dir / "lxc.log.1", ec);
+    auto c = Open(instance);
+    if (!c) return Unexpected(c.error());
+    lxc_container* ct = c->get();
     if (!ct->is_defined(ct)) return Fail("lxc", "liblxc finds no config for " + instance);
     if (!ct->want_daemonize(ct, true)) return Fail("lxc", "liblxc refused to daemonize " + instance);
     // The container's monitor must not inherit the helper's descriptors (the socket to gantryd).
