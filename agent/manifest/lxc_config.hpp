@@ -1,0 +1,22 @@
+#pragma once
+// The LXC keys a revision may not set (DESIGN §2) unless runtime.allow_lxc_keys lists them:
+// lxc.rootfs(.*), lxc.hook.*, lxc.include, lxc.mount.entry with a host source (an absolute
+// source, or a bind/rbind mount), lxc.cap.keep, lxc.apparmor.profile = unconfined,
+// lxc.seccomp(.*), lxc.cgroup.devices.allow, lxc.cgroup2.devices.allow, lxc.namespace.*,
+// lxc.net.<i>.type = none|phys. Everything else is allowed.
+//
+// An allow entry is a key ("lxc.cap.keep", "lxc.mount.entry") or a prefix ending in ".*"
+// ("lxc.hook.*" allows every lxc.hook.<x>; "lxc.rootfs.*" also the bare legacy lxc.rootfs).
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace gantry::manifest {
+
+// Codes: "lxc_key" (a refused key; the message names the line and the allow entry that would
+// permit it), "bad_lxc_config" (a line that is not "key = value").
+ExpectedVoid CheckLxcConfig(std::string_view config_text, const std::vector<std::string>& allow_keys);
+
+}  // namespace gantry::manifest
