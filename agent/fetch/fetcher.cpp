@@ -224,7 +224,10 @@ Expected<Session::Verdict> Session::RunAttempt(const Transfer& t, Attempt& a, st
   curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, options_.low_speed_bytes);
   curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options_.low_speed_time.count()));
   if (options_.ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, options_.ca_file->c_str());
-  curl_easy_setopt(e, CURLOPT_RESUME_FROM_LARGE, static_cast<curl_off_t>(a.offset));
+  // CURLOPT_RANGE rather than RESUME_FROM: curl then hands us a 200 answer to a Range request
+  // (which we take from byte 0) instead of failing the transfer after the server sent it.
+  std::string range = std::to_string(a.offset) + "-";
+  if (a.ranged) curl_easy_setopt(e, CURLOPT_RANGE, range.c_str());
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, OnData);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, &a);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, OnHeader);

@@ -1,4 +1,5 @@
 -- Verified blocks in objects/. A row exists only once the file is renamed into place.
+-- added_at and last_used are Unix milliseconds; last_used orders eviction (LRU).
 CREATE TABLE blocks (
   id TEXT PRIMARY KEY NOT NULL,
   size INTEGER NOT NULL,

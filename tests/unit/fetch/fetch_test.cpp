@@ -105,6 +105,7 @@ TEST(Fetch, ServerIgnoringRangeRestartsFromZero) {
   EXPECT_EQ(*got, Sha(data));
   EXPECT_EQ(test::Slurp(dir.path() / "part"), data);
   EXPECT_EQ(reported.load(), static_cast<std::int64_t>(data.size()));
+  EXPECT_EQ(server.Requests("/b"), 1u);  // the 200 body is used, not asked for again
 }
 
 TEST(Fetch, NeverWritesMoreThanTheExpectedSize) {
