@@ -7,9 +7,12 @@ Parts (one ctest each):
   samples    tests/data/schemas/good/<name>/*.json validate against <name>.schema.json and
              tests/data/schemas/bad/<name>/*.json do not; every schema has both kinds
   config     the C++ config parser (--verdict binary) and config.schema.json give the same
-             verdict on every config sample, every config example and ~1000 mutations of the
+             verdict on every config sample, every config example and ~1700 mutations of the
              full example; a bad sample's optional <name>.expect holds the start of the
              parser's message
+  command    the same for the agent's command envelope parser and command.schema.json, on
+             the command samples and their mutations; every reply the agent would send must
+             match reply.schema.json
 
 Pattern semantics: draft 2020-12 patterns are ECMA-262, where "$" matches only at the end.
 Python's re also matches "$" before a final newline, so patterns are rewritten ("$" → "\\Z")
@@ -243,8 +246,8 @@ def mutations(base):
         yield f"{'.'.join(prefix + ('bogus',))}=1", doc
 
 
-def cpp_verdicts(binary, paths):
-    out = subprocess.run([binary] + paths, capture_output=True, text=True, check=False)
+def cpp_verdicts(binary, kind, paths):
+    out = subprocess.run([binary, kind] + paths, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"FAIL: {binary} exited {out.returncode}: {out.stderr}")
     lines = out.stdout.splitlines()
@@ -255,7 +258,7 @@ def cpp_verdicts(binary, paths):
 
 def part_config(schemas, args):
     if not args.verdict or not os.access(args.verdict, os.X_OK):
-        return [f"config verdict binary {args.verdict!r} is not built"]
+        return [f"verdict binary {args.verdict!r} is not built"]
     failures = []
     root = os.path.join(args.source, "tests/data/schemas")
     cases = []  # (label, path, expected verdict or None, expected message prefix or None)
@@ -278,7 +281,7 @@ def part_config(schemas, args):
                 cases.append((f"mutation {label}", path, None, None))
         else:
             failures.append("examples/config/gantryd.json is missing: no mutations to compare")
-        verdicts = cpp_verdicts(args.verdict, [c[1] for c in cases])
+        verdicts = cpp_verdicts(args.verdict, "config", [c[1] for c in cases])
         mutated_bad = 0
         for (label, path, expected, expect_msg), (cpp, msg) in zip(cases, verdicts):
             schema_ok = not schemas.errors("config", load_json(path))
@@ -298,8 +301,74 @@ def part_config(schemas, args):
     return failures
 
 
+COMMAND_VALUES = [
+    None, True, 1, "", "c-2", "a" * 64, "a" * 65, "update", "rollback", "cancel", "gc",
+    "get-state", "UPDATE", "reboot", "file:///media/usb/objects/", {}, {"payload": "e30"}, [],
+]
+
+
+def command_mutations(base):
+    yield "unmodified", base
+    for key in ["id", "op", "revision", "objects_base", "force"]:
+        for value in COMMAND_VALUES + ["<delete>"]:
+            doc = copy.deepcopy(base)
+            if value == "<delete>":
+                doc.pop(key, None)
+            else:
+                doc[key] = value
+            yield f"{key}={json.dumps(value)}", doc
+
+
+def part_command(schemas, args):
+    if not args.verdict or not os.access(args.verdict, os.X_OK):
+        return [f"verdict binary {args.verdict!r} is not built"]
+    failures, cases = [], []
+    root = os.path.join(args.source, "tests/data/schemas")
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("good", "bad"):
+            for path in sorted(glob.glob(os.path.join(root, kind, "command", "*.json"))):
+                rel = os.path.relpath(path, args.source)
+                cases.append((rel, path))
+                if kind != "good":
+                    continue
+                for label, doc in command_mutations(load_json(path)):
+                    mpath = os.path.join(tmp, f"m{len(cases)}.json")
+                    with open(mpath, "w", encoding="utf-8") as f:
+                        json.dump(doc, f)
+                    cases.append((f"{rel} mutated {label}", mpath))
+        for doc in ([], "gc", None, 1):
+            mpath = os.path.join(tmp, f"m{len(cases)}.json")
+            with open(mpath, "w", encoding="utf-8") as f:
+                json.dump(doc, f)
+            cases.append((f"document {json.dumps(doc)}", mpath))
+        verdicts = cpp_verdicts(args.verdict, "command", [c[1] for c in cases])
+        invalid = 0
+        for (label, path), (cpp, reply_text) in zip(cases, verdicts):
+            doc = load_json(path)
+            schema_ok = not schemas.errors("command", doc)
+            invalid += not schema_ok
+            if schema_ok != (cpp == "ok"):
+                failures.append(f"{label}: schema says {'valid' if schema_ok else 'invalid'}, "
+                                f"C++ parser says {cpp}: {reply_text}")
+            try:
+                reply = json.loads(reply_text)
+            except ValueError:
+                failures.append(f"{label}: the reply is not JSON: {reply_text!r}")
+                continue
+            for err in schemas.errors("reply", reply):
+                failures.append(f"{label}: reply {reply_text} breaks reply.schema.json: {err}")
+            if reply.get("ok") != (cpp == "ok"):
+                failures.append(f"{label}: reply ok={reply.get('ok')} for verdict {cpp}")
+            if cpp == "ok" and reply.get("id") != doc.get("id"):
+                failures.append(f"{label}: reply id {reply.get('id')!r} is not the command's")
+    print(f"command: {len(cases)} documents compared, {invalid} invalid")
+    if invalid < 50:
+        failures.append(f"only {invalid} documents were invalid: the comparison proves little")
+    return failures
+
+
 PARTS = {"meta": part_meta, "examples": part_examples, "samples": part_samples,
-         "config": part_config}
+         "config": part_config, "command": part_command}
 
 
 def main():
