@@ -3,11 +3,13 @@
 // §6 plugins, §7 layout). The only implementation is the gantry-runtime-lxc.so plugin; this
 // header and its loader know nothing of liblxc.
 //
-// Threading: LoadRuntimePlugin() forks the plugin's liblxc helper process. Call it in gantryd
-// BEFORE any other thread exists (before Paho, curl or worker threads start), because the
-// fork copies only the calling thread and liblxc keeps global state. Every method blocks
-// (it waits for the helper) and is safe to call from any one thread at a time; calls from
-// several threads are serialised. Never call it from the event loop thread.
+// Threading: LoadRuntimePlugin() forks the plugin's liblxc helper process. Call it in gantryd's
+// main thread BEFORE any other thread exists (before Paho, curl or worker threads start): the
+// fork copies only the calling thread, liblxc keeps global state, and the helper is killed
+// when the thread that forked it exits (PR_SET_PDEATHSIG). Every method blocks until the
+// helper answers (Stop up to its timeout, Exec up to its timeout); calls from several threads
+// are serialised. Never call it from the event loop thread. If the helper dies, every later
+// call fails with code "helper" and gantryd must be restarted (containers keep running).
 //
 // Lifecycle of an instance: Prepare (mount + config, idempotent) → Start → [Exec]* → Stop →
 // Release. Containers outlive the agent: a new agent loading the plugin again sees them in
@@ -24,9 +26,10 @@
 
 namespace gantry::runtime {
 
-// One writable area of a container (run.json "storage"). path is an absolute path inside the
-// container ("/data"), or "lxc-overlay" (also "/") for the root file system's own writable
-// layer, which is "boot" unless the revision says otherwise. persistence:
+// One writable area of a container (run.json "storage"). path is a directory inside the
+// container, with or without the leading "/" ("data" = "/data"), or "lxc-overlay" (also "/")
+// for the root file system's own writable layer, which is "boot" unless the revision says
+// otherwise. persistence:
 //   "boot"      cleared at every Start
 //   "revision"  kept in the instance directory (dies with Release)
 //   "permanent" <data_dir>/storage/<name>/<path>, bind-mounted; survives Release and is shared
