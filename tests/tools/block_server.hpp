@@ -6,6 +6,7 @@
 //   server.Put("objects/" + id, bytes);
 //   server.Control("/_fault?path=/objects/" + id + "&cut_after=1000");
 //   server.BytesServed("/objects/" + id);             // from /_stats
+//   test::BlockServer tls(cert_pem, key_pem);         // HTTPS; url() says https://
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +16,8 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "test_util.hpp"
 
@@ -23,20 +26,26 @@ namespace gantry::test {
 class BlockServer {
  public:
   BlockServer() { Start(); }
+  BlockServer(std::string cert_pem, std::string key_pem)
+      : cert_(std::move(cert_pem)), key_(std::move(key_pem)) {
+    Start();
+  }
   ~BlockServer() { process_.Stop(); }
   BlockServer(const BlockServer&) = delete;
   BlockServer& operator=(const BlockServer&) = delete;
 
   int port() const { return port_; }
   std::string url(const std::string& path = "/") const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
+    return (cert_.empty() ? "http" : "https") + std::string("://127.0.0.1:") +
+           std::to_string(port_) + path;
   }
   std::filesystem::path root() const { return dir_.path() / "root"; }
   void Put(const std::string& rel, const std::string& data) const { Spit(root() / rel, data); }
 
   // GET on a control endpoint ("/_stats", "/_reset", "/_fault?..."); returns the body.
-  // Throws when the server does not answer 200.
+  // Throws when the server does not answer 200. Plain HTTP servers only.
   std::string Control(const std::string& target) const {
+    if (!cert_.empty()) throw std::runtime_error("block server: Control() needs plain HTTP");
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -95,9 +104,11 @@ class BlockServer {
   void Start() {
     std::filesystem::create_directories(root());
     auto port_file = dir_.path() / "port";
-    process_.Start({"/usr/bin/python3", Script().string(), "--root",
-                    root().string(), "--port", "0", "--port-file", port_file.string()},
-                   (dir_.path() / "server.log").string());
+    std::vector<std::string> argv = {"/usr/bin/python3", Script().string(), "--root",
+                                     root().string(), "--port", "0", "--port-file",
+                                     port_file.string()};
+    if (!cert_.empty()) argv.insert(argv.end(), {"--cert", cert_, "--key", key_});
+    process_.Start(argv, (dir_.path() / "server.log").string());
     auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (std::chrono::steady_clock::now() < end) {
       if (std::filesystem::exists(port_file)) {
@@ -112,6 +123,7 @@ class BlockServer {
     throw std::runtime_error("block_server.py did not start within 10 s");
   }
 
+  std::string cert_, key_;
   TempDir dir_;
   int port_ = 0;
   Process process_;

@@ -3,10 +3,11 @@
 Range support and injectable faults. Python standard library only.
 
     block_server.py --root DIR --port PORT [--host 127.0.0.1] [--port-file F]
+                    [--cert PEM --key PEM]
 
 --port 0 picks a free port; --port-file F receives the bound port (written atomically once
 the socket listens, so a test can wait for the file to appear). Nothing is printed except
-fatal errors on stderr.
+fatal errors on stderr. With --cert and --key it speaks HTTPS instead (same interface).
 
 Files: GET/HEAD /<relative path under DIR>. "Range: bytes=A-B" / "bytes=A-" / "bytes=-N"
 (one range) gets 206 with Content-Range; a range that starts past the end gets 416 with
@@ -37,6 +38,7 @@ import argparse
 import json
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -278,12 +280,18 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port-file")
+    ap.add_argument("--cert", help="PEM certificate (chain): serve HTTPS")
+    ap.add_argument("--key", help="PEM private key of --cert")
     args = ap.parse_args()
 
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
     server.root = os.path.realpath(args.root)
     server.state = State()
+    if args.cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.cert, args.key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     if args.port_file:
         tmp = args.port_file + ".tmp"
         with open(tmp, "w") as f:

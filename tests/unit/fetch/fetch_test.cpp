@@ -234,3 +234,28 @@ TEST(Fetch, ErrorFromOnCompleteStopsEverything) {
   EXPECT_EQ(r.error().code, "hash_mismatch");
   EXPECT_EQ(calls, 1);
 }
+
+TEST(Fetch, HttpsWithCaFileAndRefusedWithoutIt) {
+  test::TempDir dir;
+  auto cert = (dir.path() / "cert.pem").string(), key = (dir.path() / "key.pem").string();
+  auto [rc, out] = test::Sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+                            "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout " +
+                            key + " -out " + cert);
+  ASSERT_EQ(rc, 0) << out;
+  test::BlockServer server(cert, key);
+  auto data = Bytes(200000, 9);
+  server.Put("b", data);
+  ASSERT_EQ(server.url("/b").rfind("https://", 0), 0u);
+  auto o = Fast();
+  o.ca_file = cert;
+  auto got = One(server.url("/b"), dir.path() / "part", data.size(), o);
+  ASSERT_TRUE(got) << got.error().String();
+  EXPECT_EQ(*got, Sha(data));
+
+  // An untrusted server certificate is a permanent refusal, not something to retry.
+  auto o2 = Fast();
+  o2.ca_file = "/etc/ssl/certs/ca-certificates.crt";
+  auto refused = One(server.url("/b"), dir.path() / "part2", data.size(), o2);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, "http") << refused.error().message;
+}
