@@ -13,6 +13,10 @@ Parts (one ctest each):
   command    the same for the agent's command envelope parser and command.schema.json, on
              the command samples and their mutations; every reply the agent would send must
              match reply.schema.json
+  jws        the agent's envelope decoder accepts every good and refuses every bad jws
+             sample; whatever it accepts among their mutations is schema-valid (it also
+             checks the protected header, which a schema cannot see); an envelope that the
+             agent's own signer makes is schema-valid
 
 Pattern semantics: draft 2020-12 patterns are ECMA-262, where "$" matches only at the end.
 Python's re also matches "$" before a final newline, so patterns are rewritten ("$" → "\\Z")
@@ -367,8 +371,74 @@ def part_command(schemas, args):
     return failures
 
 
+JWS_VALUES = [None, 1, "", "e30", "e30=", "ab+/", "eyJhbGciOiJFZERTQSIsImtpZCI6ImsifQ", {}, [],
+              {"alg": "none"}, {"kid": "k"}, {"note": 1}, "<delete>"]
+
+
+def jws_mutations(base):
+    yield "unmodified", base
+    for key in ["payload", "signatures", "signature", "protected"]:
+        for value in JWS_VALUES:
+            doc = copy.deepcopy(base)
+            target = doc if key in ("payload", "signatures") else doc["signatures"][0]
+            if value == "<delete>":
+                target.pop(key, None)
+            else:
+                target[key] = value
+            yield f"{key}={json.dumps(value)}", doc
+    for value in JWS_VALUES:
+        doc = copy.deepcopy(base)
+        if value == "<delete>":
+            doc["signatures"][0].pop("header", None)
+        else:
+            doc["signatures"][0]["header"] = value
+        yield f"header={json.dumps(value)}", doc
+
+
+def part_jws(schemas, args):
+    if not args.verdict or not os.access(args.verdict, os.X_OK):
+        return [f"verdict binary {args.verdict!r} is not built"]
+    failures, cases = [], []
+    root = os.path.join(args.source, "tests/data/schemas")
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("good", "bad"):
+            for path in sorted(glob.glob(os.path.join(root, kind, "jws", "*.json"))):
+                rel = os.path.relpath(path, args.source)
+                cases.append((rel, path, kind == "good"))
+                doc = load_json(path)
+                if kind != "good" or not isinstance(doc.get("signatures"), list):
+                    continue
+                for label, mdoc in jws_mutations(doc):
+                    mpath = os.path.join(tmp, f"m{len(cases)}.json")
+                    with open(mpath, "w", encoding="utf-8") as f:
+                        json.dump(mdoc, f)
+                    cases.append((f"{rel} mutated {label}", mpath, None))
+        verdicts = cpp_verdicts(args.verdict, "jws", [c[1] for c in cases])
+        accepted = 0
+        for (label, path, expected), (cpp, msg) in zip(cases, verdicts):
+            schema_ok = not schemas.errors("jws", load_json(path))
+            accepted += cpp == "ok"
+            if expected is not None and (cpp == "ok") != expected:
+                failures.append(f"{label}: the agent's decoder says {cpp} {msg}, expected "
+                                f"{'ok' if expected else 'error'}")
+            if cpp == "ok" and not schema_ok:
+                failures.append(f"{label}: the agent accepts an envelope the schema refuses")
+        signed = subprocess.run([args.verdict, "jws-sign", tmp], capture_output=True, text=True,
+                                check=False)
+        if signed.returncode != 0:
+            failures.append(f"jws-sign exited {signed.returncode}: {signed.stderr}")
+        else:
+            env = json.loads(signed.stdout)
+            for err in schemas.errors("jws", env):
+                failures.append(f"an envelope from the agent's signer breaks jws.schema.json: {err}")
+            if len(env.get("signatures", [])) != 2:
+                failures.append(f"the signer made {len(env.get('signatures', []))} signatures, not 2")
+    print(f"jws: {len(cases)} envelopes decoded, {accepted} accepted; 1 signed envelope validated")
+    return failures
+
+
 PARTS = {"meta": part_meta, "examples": part_examples, "samples": part_samples,
-         "config": part_config, "command": part_command}
+         "config": part_config, "command": part_command, "jws": part_jws}
 
 
 def main():

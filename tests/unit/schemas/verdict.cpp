@@ -3,13 +3,22 @@
 //   verdict config FILE...   "ok" or "error<TAB>message"       (config::Load)
 //   verdict command FILE...  "ok<TAB>reply" or "error<TAB>reply" (command::Parse; the reply
 //                            the agent would send, which must match reply.schema.json)
-#include <cstring>
+//   verdict jws FILE...      "ok" or "error<TAB>message"       (crypto::DecodeJwsUnverified)
+//   verdict jws-sign DIR     one line: an envelope signed with a fresh Ed25519 and a fresh
+//                            P-256 key (written to DIR), as gantryctl sign makes them
+#include <filesystem>
 #include <iostream>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "command/command.hpp"
 #include "config/config.hpp"
 #include "core/fs.hpp"
+#include "crypto/jws.hpp"
+#include "crypto/keys.hpp"
 
 namespace {
 
@@ -38,14 +47,51 @@ void Command(const char* file) {
               << "\n";
 }
 
+void Jws(const char* file) {
+  auto text = gantry::fs::ReadFile(file);
+  if (!text) {
+    std::cout << "error\tunreadable: " << OneLine(text.error().message) << "\n";
+    return;
+  }
+  auto doc = nlohmann::json::parse(*text, nullptr, false);
+  auto env = gantry::crypto::DecodeJwsUnverified(doc);
+  std::cout << (env ? "ok" : "error\t" + OneLine(env.error().message)) << "\n";
+}
+
+int JwsSign(const std::filesystem::path& dir) {
+  std::vector<gantry::crypto::SigningKey> keys;
+  for (auto [alg, kid] : {std::pair{"EdDSA", "ops-ed"}, std::pair{"ES256", "ops-p256"}}) {
+    auto priv = dir / (std::string(kid) + ".key"), pub = dir / (std::string(kid) + ".pem");
+    auto key = gantry::crypto::GenerateKey(alg, priv, pub).and_then(
+        [&] { return gantry::crypto::LoadSigningKey(priv, kid); });
+    if (!key) {
+      std::cerr << key.error().String() << "\n";
+      return 1;
+    }
+    keys.push_back(*key);
+  }
+  auto env = gantry::crypto::SignJws(R"({"rev":"42","seq":42})", keys);
+  if (!env) {
+    std::cerr << env.error().String() << "\n";
+    return 1;
+  }
+  std::cout << OneLine(*env) << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || (std::strcmp(argv[1], "config") != 0 && std::strcmp(argv[1], "command") != 0)) {
-    std::cerr << "usage: verdict config|command FILE...\n";
+  std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "jws-sign" && argc == 3) return JwsSign(argv[2]);
+  void (*each)(const char*) = mode == "config"    ? Config
+                              : mode == "command" ? Command
+                              : mode == "jws"     ? Jws
+                                                  : nullptr;
+  if (!each) {
+    std::cerr << "usage: verdict config|command|jws FILE... | verdict jws-sign DIR\n";
     return 2;
   }
-  bool config = std::strcmp(argv[1], "config") == 0;
-  for (int i = 2; i < argc; ++i) config ? Config(argv[i]) : Command(argv[i]);
+  for (int i = 2; i < argc; ++i) each(argv[i]);
   return 0;
 }
