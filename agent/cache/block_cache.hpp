@@ -10,6 +10,7 @@
 // agent's loop answer promptly during a Fetch. Pin a revision's blocks before fetching them:
 // Collect() only ever evicts unpinned blocks.
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -105,7 +106,8 @@ class BlockCache {
   BlockCache(std::filesystem::path data_dir, Options options, store::Db db);
   ExpectedVoid Reconcile();
   ExpectedVoid Commit(const BlockRef& block, const std::filesystem::path& partial);
-  // Space the blocks need and have, keeping `keep` (the blocks being fetched) from eviction.
+  // What the missing blocks need against what there is (free disk plus what evicting
+  // unpinned blocks would free; the quota room), for the tighter of the two.
   struct Space {
     std::uint64_t required, available;
   };

@@ -89,7 +89,8 @@ void RegisterCacheCommands(CLI::App& app) {
     auto* sub = group->add_subcommand(
         "verify", "Rehash every cached block; exit 1 naming each block whose bytes do not match "
                   "its id. Read-only, takes no lock, safe while gantryd runs");
-    sub->footer("Example:\n  gantryctl cache verify --data-dir /var/lib/gantry");
+    sub->footer("Exit: 0 every block matches, 1 a block does not (named on stdout), 3 cannot read.\n"
+                "Example:\n  gantryctl cache verify --data-dir /var/lib/gantry");
     auto dir = std::make_shared<std::string>();
     sub->add_option("--data-dir", *dir, "the agent's data dir")->required();
     sub->callback([=] {
@@ -127,6 +128,9 @@ void RegisterCacheCommands(CLI::App& app) {
     auto* sub = group->add_subcommand(
         "fetch", "Fetch blocks into the cache (verified, resumable), e.g. to pre-seed a device offline");
     sub->footer(
+        "Exit: 0 every block is cached and verified, 2 bad arguments, 3 failed (the error code\n"
+        "first: hash_mismatch, http, no_space, network, cancelled, io); partial downloads are\n"
+        "kept and resumed by the next run.\n"
         "Example:\n  gantryctl cache fetch --data-dir /var/lib/gantry --base file:///media/usb/objects/ \\\n"
         "      3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b:1048576");
     auto dir = std::make_shared<std::string>();
