@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -339,7 +340,7 @@ struct TooDeep {};
 
 }  // namespace
 
-Expected<Config> Parse(const std::string& json_text) {
+Expected<Config> Parse(const std::string& json_text, const Overrides& overrides) {
   if (json_text.size() > kMaxBytes)
     return Fail("config", "(root): " + std::to_string(json_text.size()) +
                               " bytes, more than the 1 MiB limit");
@@ -356,19 +357,36 @@ Expected<Config> Parse(const std::string& json_text) {
     auto end = what.find("] ");
     return Fail("config", "not JSON: " + (end == std::string::npos ? what : what.substr(end + 2)));
   }
+  // Each override names the key it replaces and the flag that set it.
+  const std::pair<const std::optional<std::string>*, std::pair<const char*, const char*>> kSet[] = {
+      {&overrides.device_id, {"/device_id", "--device-id"}},
+      {&overrides.mqtt_uri, {"/mqtt/uri", "--broker"}},
+      {&overrides.data_dir, {"/data_dir", "--data-dir"}}};
+  if (doc.is_object() && (!doc.contains("mqtt") || doc["mqtt"].is_object())) {
+    for (auto& [value, key] : kSet)
+      if (*value) doc[json::json_pointer(key.first)] = **value;
+  }
   Config c;
-  if (auto r = ReadConfig(doc, c); !r) return Unexpected(r.error());
+  if (auto r = ReadConfig(doc, c); !r) {
+    for (auto& [value, key] : kSet) {
+      std::string path = std::string(key.first + 1);
+      std::replace(path.begin(), path.end(), '/', '.');
+      if (*value && r.error().message.rfind(path + ": ", 0) == 0)
+        return Fail("config", r.error().message + " (given with " + key.second + ")");
+    }
+    return Unexpected(r.error());
+  }
   return c;
 }
 
-Expected<Config> Load(const std::filesystem::path& file) {
+Expected<Config> Load(const std::filesystem::path& file, const Overrides& overrides) {
   auto text = fs::ReadFile(file, kMaxBytes);
   if (!text) {
     if (text.error().code == "too_large")
       return Fail("config", file.string() + ": larger than the 1 MiB limit");
     return Fail("config", text.error().message);
   }
-  return Parse(*text);
+  return Parse(*text, overrides);
 }
 
 }  // namespace gantry::config

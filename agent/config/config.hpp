@@ -58,9 +58,19 @@ struct Config {
   Relay relay;
 };
 
+// gantryd's command-line overrides (DESIGN §8). They are put into the document before it is
+// checked, so a bad override is refused like a bad key in the file, e.g.
+// "device_id: must be a safe name: ... (given with --device-id)".
+struct Overrides {
+  std::optional<std::string> device_id;  // --device-id
+  std::optional<std::string> mqtt_uri;   // --broker
+  std::optional<std::string> data_dir;   // --data-dir
+};
+
 // Error code "config"; the message starts with the JSON path of the offending key,
-// e.g. "mqtt.version: must be 4 or 5".
-Expected<Config> Parse(const std::string& json_text);
-Expected<Config> Load(const std::filesystem::path& file);
+// e.g. "mqtt.version: must be 4 or 5". Text over 1 MiB, or not JSON, is refused as such.
+Expected<Config> Parse(const std::string& json_text, const Overrides& overrides = {});
+// As Parse; a file that cannot be read or is over 1 MiB is refused naming the file.
+Expected<Config> Load(const std::filesystem::path& file, const Overrides& overrides = {});
 
 }  // namespace gantry::config

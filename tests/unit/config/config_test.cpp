@@ -32,8 +32,8 @@ std::string With(const std::string& pointer, const json& value) {
 const json kRemove = json(json::value_t::discarded);
 
 // Parses text that must fail and returns the message (code checked here).
-std::string ErrorOf(const std::string& text) {
-  auto c = config::Parse(text);
+std::string ErrorOf(const std::string& text, const config::Overrides& overrides = {}) {
+  auto c = config::Parse(text, overrides);
   if (c) return "<parsed>";
   EXPECT_EQ(c.error().code, "config");
   return c.error().message;
@@ -326,4 +326,40 @@ TEST(Config, ShippedExamplesParse) {
   EXPECT_EQ(defaults["mqtt"].size(), 8u) << "gantryd.json must list every mqtt key";
   EXPECT_EQ(defaults["update"].size(), 4u);
   EXPECT_EQ(defaults["relay"].size(), 4u);
+}
+
+TEST(Config, OverridesReplaceKeysAndAreCheckedLikeThem) {
+  config::Overrides o;
+  o.device_id = "gw-0002";
+  o.mqtt_uri = "ssl://b:8883";
+  o.data_dir = "/tmp/g";
+  auto c = config::Parse(Minimal().dump(), o);
+  ASSERT_TRUE(c) << c.error().String();
+  EXPECT_EQ(c->device_id, "gw-0002");
+  EXPECT_EQ(c->mqtt.uri, "ssl://b:8883");
+  EXPECT_EQ(c->data_dir, "/tmp/g");
+
+  // An override may supply a key the file lacks.
+  auto partial = config::Parse(With("/device_id", kRemove), o);
+  ASSERT_TRUE(partial) << partial.error().String();
+  EXPECT_EQ(partial->device_id, "gw-0002");
+  auto no_mqtt = config::Parse(With("/mqtt", kRemove), o);
+  ASSERT_TRUE(no_mqtt) << no_mqtt.error().String();
+  EXPECT_EQ(no_mqtt->mqtt.uri, "ssl://b:8883");
+
+  config::Overrides bad_id;
+  bad_id.device_id = "../etc";
+  EXPECT_EQ(ErrorOf(Minimal().dump(), bad_id),
+            "device_id: must be a safe name: ^[a-z0-9][a-z0-9._-]{0,62}$ without \"..\" "
+            "(given with --device-id)");
+  config::Overrides bad_uri;
+  bad_uri.mqtt_uri = "localhost:1883";
+  EXPECT_EQ(ErrorOf(Minimal().dump(), bad_uri).rfind("mqtt.uri: must be a broker URI", 0), 0u);
+  EXPECT_NE(ErrorOf(Minimal().dump(), bad_uri).find("(given with --broker)"), std::string::npos);
+  config::Overrides bad_dir;
+  bad_dir.data_dir = "";
+  EXPECT_EQ(ErrorOf(Minimal().dump(), bad_dir),
+            "data_dir: must be a non-empty path (given with --data-dir)");
+  // An error elsewhere is not blamed on an override.
+  EXPECT_EQ(ErrorOf(With("/mqtt/version", 3), o), "mqtt.version: must be 4 or 5");
 }
