@@ -10,9 +10,11 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "cgroups.hpp"
 #include "channel.hpp"
 #include "core/fs.hpp"
 #include "core/names.hpp"
@@ -106,7 +108,11 @@ std::string StateName(const char* lxc_state) {
 class Helper {
  public:
   explicit Helper(HelperOptions options)
-      : options_(std::move(options)), lxcpath_(options_.data_dir / "containers") {}
+      : options_(std::move(options)), lxcpath_(options_.data_dir / "containers") {
+    auto cgroups = OwnCgroups();
+    if (cgroups) cgroups_ = std::move(*cgroups);
+    else Log(GANTRY_LOG_WARN, cgroups.error().String());
+  }
 
   json Dispatch(const std::string& frame) {
     try {
@@ -159,10 +165,19 @@ class Helper {
       pos = end + 1;
     }
     if (errors.empty()) return "see " + (Dir(instance) / "lxc.log").string();
-    std::string out;
-    for (size_t i = errors.size() > 3 ? errors.size() - 3 : 0; i < errors.size(); ++i)
-      out += (out.empty() ? "" : "; ") + errors[i];
+    // The first error is the cause ("Failed to exec ..."); the last says how the call ended.
+    std::string out = Message(errors.front());
+    if (errors.size() > 1) out += "; ...; " + Message(errors.back());
     return out;
+  }
+
+  // "lxc app 2026... ERROR    start - ../src/lxc/start.c:start:2197 - No such file - Failed"
+  // -> "No such file - Failed"
+  static std::string Message(const std::string& line) {
+    auto level = line.find(" ERROR ");
+    auto first = line.find(" - ", level);
+    auto second = first == std::string::npos ? first : line.find(" - ", first + 3);
+    return second == std::string::npos ? line : line.substr(second + 3);
   }
 
   Expected<Spec> LoadSpec(const std::string& instance) {
@@ -260,6 +275,7 @@ class Helper {
     if (auto r = EnsureImageMounted(*spec); !r) return Unexpected(r.error());
     if (auto r = UnmountBelow(dir / "rootfs"); !r) return Unexpected(r.error());
     if (auto r = MountRootfs(*spec); !r) return Unexpected(r.error());
+    SweepMonitorCgroups(cgroups_, instance);
     // One log per start keeps the file small and this start's errors easy to find. Rotated
     // before liblxc loads the config, which opens the log file.
     std::error_code ec;
@@ -272,8 +288,11 @@ class Helper {
     // The container's monitor must not inherit the helper's descriptors (the socket to gantryd).
     if (!ct->want_close_all_fds(ct, true))
       return Fail("lxc", "liblxc refused to close inherited descriptors for " + instance);
-    if (!ct->start(ct, 0, nullptr))
-      return Fail("lxc", "cannot start " + instance + ": " + LogErrors(instance));
+    bool started = ct->start(ct, 0, nullptr);
+    // liblxc leaves its caller in the new container's monitor cgroup: step back out, or the
+    // helper pins that cgroup and everything it starts later is accounted to this container.
+    if (auto r = EnterCgroups(cgroups_); !r) Log(GANTRY_LOG_WARN, r.error().String());
+    if (!started) return Fail("lxc", "cannot start " + instance + ": " + LogErrors(instance));
     Log(GANTRY_LOG_INFO, "started " + instance + " (init pid " + std::to_string(ct->init_pid(ct)) + ")");
     return json::object();
   }
@@ -397,6 +416,9 @@ class Helper {
     std::error_code ec;
     stdfs::remove_all(dir, ec);
     if (ec) return Fail("io", "cannot remove " + dir.string() + ": " + ec.message());
+    // The monitor of a container that just stopped takes a moment to leave its cgroup.
+    for (int i = 0; i < 40 && SweepMonitorCgroups(cgroups_, instance) > 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     Log(GANTRY_LOG_INFO, "released " + instance);
     return json::object();
   }
@@ -414,6 +436,7 @@ class Helper {
 
   HelperOptions options_;
   stdfs::path lxcpath_;
+  std::vector<CgroupHierarchy> cgroups_;
 };
 
 }  // namespace
