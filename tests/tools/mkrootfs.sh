@@ -5,18 +5,23 @@
 #                                 [--marker TEXT]
 #   OUT.squashfs     image to write (overwritten)
 #   --init CMD       written as the executable script /sbin/gantry-init ("#!/bin/sh" + CMD),
-#                    so a container can use `lxc.init.cmd = /sbin/gantry-init`
+#                    so a container can use `lxc.init.cmd = /sbin/gantry-init`. As PID 1 of
+#                    its namespace the script only sees the halt signal (SIGPWR) if it traps
+#                    it, e.g. --init 'trap "exit 0" PWR; while :; do sleep 1; done'; otherwise
+#                    a stop waits for its timeout and SIGKILLs it.
 #   --file SRC:DEST  copy host file SRC to DEST inside the image (parents created)
 #   --text DEST=TXT  write TXT (plus a newline) to DEST inside the image
 #   --marker TEXT    write TEXT to /etc/gantry-marker (different content → different image)
 #
 # The image holds /bin/busybox plus symlinks (sh, sleep, httpd, cat, echo, ls, ...), the
-# directories /dev /proc /sys /tmp /run /var /etc /root /sbin, and /etc/passwd and /etc/group
-# with root. It is reproducible: same arguments → same bytes (-all-root, -mkfs-time 0, fixed
-# mtimes). Needs busybox-static and squashfs-tools. Exit 0 on success, 2 on bad usage.
+# directories /dev /proc /sys /tmp /run /var /etc /root /sbin /data, /etc/passwd and /etc/group
+# with root, and an /etc/inittab with nothing to run, so LXC's default init (/sbin/init =
+# busybox init) idles and halts cleanly on SIGPWR. It is reproducible: same arguments → same
+# bytes (-all-root, -mkfs-time 0, fixed mtimes). Needs busybox-static and squashfs-tools.
+# Exit 0 on success, 1 when a tool is missing, 2 on bad usage.
 set -euo pipefail
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,/^set /{/^#/p}' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 [ $# -ge 1 ] || usage
 OUT=$1
@@ -63,6 +68,9 @@ ln -s ../bin/busybox "$ROOT/sbin/poweroff"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$ROOT/etc/passwd"
 printf 'root:x:0:\n' >"$ROOT/etc/group"
 printf 'gantry-test\n' >"$ROOT/etc/hostname"
+# For images started with busybox init (/sbin/init, LXC's default init): nothing to run, and
+# a clean exit on the halt signal.
+printf '::sysinit:/bin/true\n::shutdown:/bin/true\n' >"$ROOT/etc/inittab"
 
 if [ -n "$INIT" ]; then
   printf '#!/bin/sh\n%s\n' "$INIT" >"$ROOT/sbin/gantry-init"
