@@ -53,6 +53,7 @@ command -v mksquashfs >/dev/null || { echo "mkrootfs.sh: mksquashfs missing (squ
 
 ROOT=$(mktemp -d)
 trap 'rm -rf "$ROOT"' EXIT
+chmod 0755 "$ROOT"
 mkdir -p "$ROOT"/{bin,sbin,dev,proc,sys,tmp,run,var,etc,root,usr/bin,usr/sbin,data}
 chmod 1777 "$ROOT/tmp"
 cp "$BUSYBOX" "$ROOT/bin/busybox"

@@ -473,6 +473,7 @@ TEST(Mkrootfs, IsReproducibleAndHonoursItsOptions) {
                     "/etc/passwd", "/etc/gantry-marker", "/etc/t", "/etc/app/src.conf", "/proc", "/dev", "/tmp"})
     EXPECT_NE(listing.find(path), std::string::npos) << path << " missing:\n" << listing;
   EXPECT_EQ(listing.find(" 1000/"), std::string::npos) << "files must be owned by root";
+  EXPECT_EQ(listing.rfind("drwxr-xr-x root/root", 0), 0u) << "the root directory must be 0755";
   EXPECT_EQ(test::Sh(Quote(GANTRY_MKROOTFS) + " /tmp/x.squashfs --nonsense").first, 2);
 }
 
