@@ -7,12 +7,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <vector>
 
 #include "channel.hpp"
 #include "core/fs.hpp"
@@ -92,6 +94,14 @@ void* Create(const GantryHostV1* host, const char* config_json, char** error) {
   }
   if (!options.data_dir.is_absolute())
     return fail("runtime-lxc: data_dir must be an absolute path");
+  static const std::vector<std::string> kLevels = {"TRACE", "DEBUG", "INFO", "NOTICE", "WARN",
+                                                   "ERROR", "CRIT", "ALERT", "FATAL"};
+  if (std::find(kLevels.begin(), kLevels.end(), options.log_level) == kLevels.end())
+    return fail("runtime-lxc: log_level \"" + options.log_level + "\" is not an LXC log level");
+  // Overlay mount options separate paths with ',' and ':'; LXC config values end at a newline.
+  if (options.data_dir.string().find_first_of(",:\n") != std::string::npos)
+    return fail("runtime-lxc: data_dir " + options.data_dir.string() +
+                " must not contain ',', ':' or a newline");
   if (auto r = fs::MakeDirs(options.data_dir / "containers", 0755); !r) return fail(r.error().String());
   if (auto r = fs::MakeDirs(options.data_dir / "storage", 0700); !r) return fail(r.error().String());
 
@@ -146,7 +156,12 @@ char* Call(void* instance, const char* op, const char* request_json) {
   } catch (const json::exception& e) {
     return Dup(ErrorReply("bad_request", std::string("request is not JSON: ") + e.what()));
   }
-  int timeout_ms = kMarginMs + 1000 * request["req"].value("timeout_s", 0);
+  const json& req = request["req"];
+  if (!req.is_object()) return Dup(ErrorReply("bad_request", "request must be a JSON object"));
+  auto timeout_s = req.find("timeout_s");
+  int timeout_ms = kMarginMs + (timeout_s != req.end() && timeout_s->is_number_integer()
+                                    ? 1000 * std::clamp(timeout_s->get<int>(), 0, 86'400)
+                                    : 0);
   if (auto r = WriteFrame(inst->fd, request.dump()); !r) {
     inst->dead = "the liblxc helper is gone (" + r.error().message + "); restart gantryd";
     return Dup(ErrorReply("helper", inst->dead));

@@ -394,6 +394,20 @@ TEST_F(RuntimeLxc, BadRequestsAreRefusedWithReasons) {
   EXPECT_EQ(start.error().code, "not_found");
 }
 
+TEST_F(RuntimeLxc, BadPluginOptionsAreRefused) {
+  auto comma = LoadRuntimePlugin(PluginDir(), data_.path() / "a,b", nlohmann::json::object());
+  ASSERT_FALSE(comma);
+  EXPECT_NE(comma.error().message.find("must not contain"), std::string::npos) << comma.error().message;
+  auto relative = LoadRuntimePlugin(PluginDir(), "relative/dir", nlohmann::json::object());
+  ASSERT_FALSE(relative);
+  EXPECT_NE(relative.error().message.find("absolute"), std::string::npos) << relative.error().message;
+  auto level = LoadRuntimePlugin(PluginDir(), data_.path(), {{"log_level", "LOUD"}});
+  ASSERT_FALSE(level);
+  EXPECT_NE(level.error().message.find("LOUD"), std::string::npos) << level.error().message;
+  auto debug = LoadRuntimePlugin(PluginDir(), data_.path(), {{"log_level", "DEBUG"}});
+  EXPECT_TRUE(debug) << debug.error().String();
+}
+
 TEST_F(RuntimeLxc, LxcFailureIsReportedWithLiblxcReason) {
   auto s = Spec("broken", "0123456789ab", Images::Graceful());
   s.lxc_config = "lxc.init.cmd = /no/such/init\n";
