@@ -151,7 +151,7 @@ class Helper {
     return c;
   }
 
-  // The last ERROR lines liblxc wrote for this instance: the useful part of a failure.
+  // What liblxc logged as ERROR for this instance, condensed: the useful part of a failure.
   std::string LogErrors(const std::string& instance) const {
     auto text = fs::ReadFile(Dir(instance) / "lxc.log", 64u << 20);
     if (!text) return "no lxc log";
@@ -195,7 +195,7 @@ class Helper {
     return (*c)->is_running(c->get());
   }
 
-  Expected<stdfs::path> VolumeSource(const Spec& s, const Volume& v) {
+  stdfs::path VolumeSource(const Spec& s, const Volume& v) const {
     if (v.persistence == "permanent") return options_.data_dir / "storage" / s.name / v.rel;
     if (v.persistence == "revision") return Dir(s.instance) / "volumes" / v.rel;
     return Dir(s.instance) / "boot" / "volumes" / v.rel;
@@ -217,9 +217,8 @@ class Helper {
     auto result = [&]() -> ExpectedVoid {
       for (auto& v : s.volumes) {
         auto source = VolumeSource(s, v);
-        if (!source) return Unexpected(source.error());
-        if (auto r = fs::MakeDirs(*source, 0755); !r) return r;
-        if (auto r = BindInRoot(*source, dir / "rootfs", v.rel); !r) return r;
+        if (auto r = fs::MakeDirs(source, 0755); !r) return r;
+        if (auto r = BindInRoot(source, dir / "rootfs", v.rel); !r) return r;
       }
       for (auto& [rel, source] : s.config_files)
         if (auto r = CopyInRoot(source, dir / "rootfs", rel); !r)
@@ -245,24 +244,34 @@ class Helper {
   Expected<json> Prepare(const json& req) {
     auto spec = ParseSpec(req);
     if (!spec) return Unexpected(spec.error());
-    auto dir = Dir(spec->instance);
     auto running = Running(spec->instance);
     if (!running) return Unexpected(running.error());
     if (*running) return json::object();  // adopted or already started: leave it alone
+    // A first prepare that fails leaves nothing behind; a repeated one keeps what worked before.
+    bool fresh = !stdfs::exists(Dir(spec->instance) / "spec.json");
+    auto r = Mount(*spec, req);
+    if (!r && fresh) {
+      if (auto d = Discard(spec->instance); !d) Log(GANTRY_LOG_ERROR, d.error().String());
+    }
+    if (!r) return Unexpected(r.error());
+    return json::object();
+  }
+
+  // Directories, config, spec, image and root file system of a prepared instance.
+  ExpectedVoid Mount(const Spec& s, const json& req) {
+    auto dir = Dir(s.instance);
     for (auto& d : {dir, dir / "ro", dir / "rootfs"})
-      if (auto r = fs::MakeDirs(d, 0755); !r) return Unexpected(r.error());
-    OwnedKeys owned{spec->name, (dir / "rootfs").string(), (dir / "lxc.log").string(),
+      if (auto r = fs::MakeDirs(d, 0755); !r) return r;
+    OwnedKeys owned{s.name, (dir / "rootfs").string(), (dir / "lxc.log").string(),
                     options_.log_level};
-    if (auto r = fs::WriteFileAtomic(dir / "config", ComposeConfig(spec->lxc_config, owned), 0644); !r)
-      return Unexpected(r.error());
-    if (auto r = fs::WriteFileAtomic(dir / "spec.json", req.dump(2), 0600); !r)
-      return Unexpected(r.error());
-    if (auto r = EnsureImageMounted(*spec); !r) return Unexpected(r.error());
+    if (auto r = fs::WriteFileAtomic(dir / "config", ComposeConfig(s.lxc_config, owned), 0644); !r)
+      return r;
+    if (auto r = fs::WriteFileAtomic(dir / "spec.json", req.dump(2), 0600); !r) return r;
+    if (auto r = EnsureImageMounted(s); !r) return r;
     auto mounted = IsMountPoint(dir / "rootfs");
     if (!mounted) return Unexpected(mounted.error());
-    if (!*mounted)
-      if (auto r = MountRootfs(*spec); !r) return Unexpected(r.error());
-    return json::object();
+    if (!*mounted) return MountRootfs(s);
+    return {};
   }
 
   Expected<json> Start(const std::string& instance) {
@@ -405,22 +414,29 @@ class Helper {
           return Fail("lxc", instance + " did not stop within 30 s of SIGKILL");
       }
     }
-    if (auto r = UnmountBelow(dir); !r) return Unexpected(r.error());
-    // Only now, with nothing mounted below (permanent storage is a bind mount), is it safe to
-    // delete the tree.
-    auto mounts = MountPoints();
-    if (!mounts) return Unexpected(mounts.error());
-    for (auto& m : *mounts)
-      if (m.rfind(dir.string() + "/", 0) == 0)
-        return Fail("busy", "cannot remove " + dir.string() + ": " + m + " is still mounted");
-    std::error_code ec;
-    stdfs::remove_all(dir, ec);
-    if (ec) return Fail("io", "cannot remove " + dir.string() + ": " + ec.message());
+    if (auto r = Discard(instance); !r) return Unexpected(r.error());
     // The monitor of a container that just stopped takes a moment to leave its cgroup.
     for (int i = 0; i < 40 && SweepMonitorCgroups(cgroups_, instance) > 0; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     Log(GANTRY_LOG_INFO, "released " + instance);
     return json::object();
+  }
+
+  // Unmounts everything of a stopped instance and deletes its directory.
+  ExpectedVoid Discard(const std::string& instance) {
+    auto dir = Dir(instance);
+    if (auto r = UnmountBelow(dir); !r) return r;
+    // Only now, with nothing mounted below (permanent storage is a bind mount), is it safe to
+    // delete the tree.
+    auto mounts = MountPoints();
+    if (!mounts) return Unexpected(mounts.error());
+    for (auto& m : *mounts)
+      if (m == dir.string() || m.rfind(dir.string() + "/", 0) == 0)
+        return Fail("busy", "cannot remove " + dir.string() + ": " + m + " is still mounted");
+    std::error_code ec;
+    stdfs::remove_all(dir, ec);
+    if (ec) return Fail("io", "cannot remove " + dir.string() + ": " + ec.message());
+    return {};
   }
 
   Expected<json> List() {

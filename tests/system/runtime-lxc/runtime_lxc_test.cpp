@@ -380,6 +380,8 @@ TEST_F(RuntimeLxc, BadRequestsAreRefusedWithReasons) {
   r = rt_->Prepare(s);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, "not_found") << r.error().String();
+  EXPECT_FALSE(stdfs::exists(data_.path() / "containers" / s.instance)) << "a failed prepare leaves nothing";
+  EXPECT_TRUE(rt_->List()->empty());
   s = Spec("app", "0123456789ab", Images::Graceful());
   s.storage = {{"/data/../../etc", "permanent"}};
   r = rt_->Prepare(s);
