@@ -2,7 +2,7 @@
 # mkrootfs.sh — build a tiny busybox-static root file system as a squashfs image.
 #
 # Usage: mkrootfs.sh OUT.squashfs [--init CMD] [--file SRC:DEST]... [--text DEST=CONTENT]...
-#                                 [--marker TEXT]
+#                                 [--link DEST=TARGET]... [--marker TEXT]
 #   OUT.squashfs     image to write (overwritten)
 #   --init CMD       written as the executable script /sbin/gantry-init ("#!/bin/sh" + CMD),
 #                    so a container can use `lxc.init.cmd = /sbin/gantry-init`. As PID 1 of
@@ -11,6 +11,7 @@
 #                    a stop waits for its timeout and SIGKILLs it.
 #   --file SRC:DEST  copy host file SRC to DEST inside the image (parents created)
 #   --text DEST=TXT  write TXT (plus a newline) to DEST inside the image
+#   --link DEST=TGT  create the symlink DEST -> TGT inside the image
 #   --marker TEXT    write TEXT to /etc/gantry-marker (different content → different image)
 #
 # The image holds /bin/busybox plus symlinks (sh, sleep, httpd, cat, echo, ls, ...), the
@@ -30,11 +31,13 @@ INIT=""
 MARKER=""
 FILES=()
 TEXTS=()
+LINKS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --init) [ $# -ge 2 ] || usage; INIT=$2; shift 2 ;;
     --file) [ $# -ge 2 ] || usage; FILES+=("$2"); shift 2 ;;
     --text) [ $# -ge 2 ] || usage; TEXTS+=("$2"); shift 2 ;;
+    --link) [ $# -ge 2 ] || usage; LINKS+=("$2"); shift 2 ;;
     --marker) [ $# -ge 2 ] || usage; MARKER=$2; shift 2 ;;
     -h|--help) usage ;;
     *) echo "mkrootfs.sh: unknown argument $1" >&2; usage ;;
@@ -88,6 +91,11 @@ for t in ${TEXTS[@]+"${TEXTS[@]}"}; do
   dest=${t%%=*}
   mkdir -p "$ROOT/$(dirname "$dest")"
   printf '%s\n' "${t#*=}" >"$ROOT/$dest"
+done
+for l in ${LINKS[@]+"${LINKS[@]}"}; do
+  dest=${l%%=*}
+  mkdir -p "$ROOT/$(dirname "$dest")"
+  ln -sfn "${l#*=}" "$ROOT/$dest"
 done
 
 # Fixed mtimes so the image bytes depend only on the content.

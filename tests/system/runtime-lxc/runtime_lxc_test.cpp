@@ -328,6 +328,47 @@ TEST_F(RuntimeLxc, ConfigFilesAreOverlaid) {
   EXPECT_EQ(ExecCode(s.instance, "grep -q root /etc/passwd"), 0);
 }
 
+// An image is untrusted input: its symlinks must not steer storage or config files onto the
+// host. A link is resolved as if the container's root were "/".
+TEST_F(RuntimeLxc, ImageSymlinksCannotEscapeTheRoot) {
+  test::TempDir host;
+  auto victim = host.path() / "victim";
+  stdfs::create_directories(victim);
+  test::Spit(victim / "keep.txt", "host\n");
+  test::TempDir src;
+  test::Spit(src.path() / "app.conf", "evil\n");
+  auto build = [&](const std::string& name, const std::string& extra) {
+    auto image = data_.path() / (name + ".squashfs");
+    auto [rc, log] = test::Sh(Quote(GANTRY_MKROOTFS) + " " + Quote(image.string()) + " --init " +
+                              Quote(kGraceful) + " --link /vol=" + Quote(victim.string()) +
+                              " --link /etc/conf=" + Quote(victim.string()) + extra);
+    EXPECT_EQ(rc, 0) << log;
+    return image;
+  };
+  auto spec_for = [&](const stdfs::path& image) {
+    auto s = Spec("evil", "0123456789ab", image);
+    s.storage = {{"/vol", "permanent"}};
+    s.config_files = {{"/etc/conf/keep.txt", src.path() / "app.conf"}};
+    return s;
+  };
+  // The links' target does not exist inside the image: refused, the host untouched.
+  auto dangling = spec_for(build("dangling", ""));
+  auto r = rt_->Prepare(dangling);
+  EXPECT_FALSE(r) << "a storage path through a dangling link must not be prepared";
+  EXPECT_EQ(test::Slurp(victim / "keep.txt"), "host\n");
+  EXPECT_TRUE(MountsUnder(host.path()).empty());
+  // The target exists inside the image too: that one is used.
+  auto inside = spec_for(build("inside", " --text " + Quote((victim / "in-image").string() + "=yes")));
+  inside.instance = "evil-ba9876543210";
+  PrepareAndStart(inside);
+  EXPECT_EQ(test::Slurp(victim / "keep.txt"), "host\n") << "a config file was written on the host";
+  auto host_mounts = MountsUnder(host.path());
+  EXPECT_TRUE(host_mounts.empty()) << "storage was mounted on the host: " << host_mounts.front();
+  EXPECT_EQ(ExecCode(inside.instance, "echo x > /vol/x && grep -qx evil /etc/conf/keep.txt"), 0);
+  EXPECT_FALSE(stdfs::exists(victim / "x"));
+  EXPECT_EQ(test::Slurp(data_.path() / "storage/evil/vol/x"), "x\n");
+}
+
 TEST_F(RuntimeLxc, ReleaseLeavesNoMountsLoopsOrFiles) {
   auto s = Spec("app", "0123456789ab", Images::Graceful());
   s.storage = {{"/data", "permanent"}, {"/keep", "revision"}, {"/scratch", "boot"}};
