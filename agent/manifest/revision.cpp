@@ -27,6 +27,12 @@ bool IsTarget(const std::string& t) {
   return IsSafeName(t);
 }
 
+bool IsObjectsBase(const std::string& url) {
+  for (const char* scheme : {"http://", "https://", "file://"})
+    if (url.rfind(scheme, 0) == 0) return true;
+  return false;
+}
+
 }  // namespace
 
 std::uint64_t Revision::ReferencedBytes() const {
@@ -47,6 +53,11 @@ Expected<Revision> ParseRevision(std::string_view payload_bytes, const StateOpti
 
 Expected<Revision> ParseRevisionJson(const json& doc, const StateOptions& options) {
   if (!doc.is_object()) return Bad("revision", "must be a JSON object");
+  // Gantry's own, signed document: closed, so a misspelt field is never silently ignored.
+  for (const auto& [k, v] : doc.items())
+    if (k != "rev" && k != "seq" && k != "targets" && k != "expires" && k != "objects_base" &&
+        k != "objects" && k != "state")
+      return Bad(k, "unknown field (rev, seq, targets, expires, objects_base, objects, state)");
   Revision r;
 
   auto rev = doc.find("rev");
@@ -85,8 +96,8 @@ Expected<Revision> ParseRevisionJson(const json& doc, const StateOptions& option
   }
 
   if (auto base = doc.find("objects_base"); base != doc.end()) {
-    if (!base->is_string() || base->get_ref<const std::string&>().empty())
-      return Bad("objects_base", "must be a non-empty string (a URL)");
+    if (!base->is_string() || !IsObjectsBase(base->get_ref<const std::string&>()))
+      return Bad("objects_base", "must be an http://, https:// or file:// URL");
     r.objects_base = base->get<std::string>();
   }
 
@@ -115,10 +126,6 @@ Expected<Revision> ParseRevisionJson(const json& doc, const StateOptions& option
   for (auto& s : r.state.sensors)
     if (auto it = r.objects.find(s.block); it != r.objects.end()) s.size = it->second;
 
-  for (const auto& [k, v] : doc.items())
-    if (k != "rev" && k != "seq" && k != "targets" && k != "expires" && k != "objects_base" &&
-        k != "objects" && k != "state")
-      r.warnings.push_back(k + ": not acted on");
   return r;
 }
 

@@ -21,14 +21,15 @@ struct Revision {
   std::optional<std::string> objects_base;
   std::map<std::string, std::uint64_t> objects;  // block id → size in bytes
   State state;
-  std::vector<std::string> warnings;  // unknown top-level fields; the state has its own
+  std::vector<std::string> warnings;  // unknown members of objects entries; the state has its own
 
   // Sum of the sizes of state.ReferencedBlocks() (what a fresh device must fetch).
   std::uint64_t ReferencedBytes() const;
 };
 
-// payload_bytes: the verified JWS payload (or a file). Codes: "bad_revision" (message starts
-// with the JSON path, e.g. "seq: must be an integer >= 1"), plus ParseState's "bad_state",
+// payload_bytes: the verified JWS payload (or a file). The document is closed (an unknown
+// top-level field is an error); the state inside is open (see state.hpp). Codes:
+// "bad_revision" (message starts with the JSON path, e.g. "seq: must be an integer >= 1"), plus ParseState's "bad_state",
 // "bad_name", "bad_block_id" with "state." prefixed to their message.
 Expected<Revision> ParseRevision(std::string_view payload_bytes, const StateOptions& options = {});
 // The same for an already parsed document.

@@ -206,8 +206,8 @@ Expected<Container> ParseContainer(const std::string& c, const std::vector<std::
 
   auto spec = GetString(run, "#spec", where);
   if (!spec) return Forward(spec);
-  if (!*spec) st.warnings.push_back(where + ": no #spec; read as " + kRunSpec);
-  else if (**spec != kRunSpec) return Bad(where + ".#spec", Quote(**spec) + " is not " + kRunSpec);
+  if (!*spec) return Bad(where + ".#spec", std::string("missing (") + kRunSpec + ")");
+  if (**spec != kRunSpec) return Bad(where + ".#spec", Quote(**spec) + " is not " + kRunSpec);
 
   auto name = GetString(run, "name", where);
   if (!name) return Forward(name);
@@ -218,7 +218,8 @@ Expected<Container> ParseContainer(const std::string& c, const std::vector<std::
 
   auto type = GetString(run, "type", where);
   if (!type) return Forward(type);
-  if (*type && **type != "lxc")
+  if (!*type) return Bad(where + ".type", "missing (lxc)");
+  if (**type != "lxc")
     return Bad(where + ".type", Quote(**type) + " is not supported; Gantry runs lxc containers only");
 
   auto config = GetString(run, "config", where);
@@ -354,9 +355,10 @@ Expected<SensorFirmware> ParseSensor(const std::string& model,
   } else {
     s.targets = {"*"};
   }
+  // Gantry's own format (not Pantavisor's): closed, so a misspelt field is not ignored.
   for (const auto& [k, v] : meta.items())
     if (k != "version" && k != "seq" && k != "vid" && k != "cid" && k != "targets")
-      st.warnings.push_back(where + "." + k + ": not acted on");
+      return Bad(where + "." + k, "unknown field (version, seq, vid, cid, targets)");
   for (const auto& [file, key] : files)
     if (file != "firmware.bin" && file != "sensor.json")
       st.warnings.push_back(key + ": not acted on");
@@ -411,7 +413,7 @@ Expected<State> ParseState(const json& state, const StateOptions& options) {
   const json* device = nullptr;
   const json* groups_json = nullptr;
 
-  if (!state.contains("#spec")) st.warnings.push_back(std::string("#spec: missing; read as ") + kStateSpec);
+  if (!state.contains("#spec")) return Bad("#spec", std::string("missing (") + kStateSpec + ")");
   for (const auto& [key, value] : state.items()) {
     if (key == "#spec") {
       if (value != kStateSpec) return Bad("#spec", Dump(value) + " is not " + kStateSpec);

@@ -1,7 +1,9 @@
 #pragma once
 // The Pantavisor system state (DESIGN §2), parsed into what Gantry acts on. Real pvr exports
 // parse: keys Gantry does not act on are kept in `raw` and listed in `warnings`, never fatal.
-// Everything that becomes a path is checked here.
+// Everything that becomes a path is checked here. Required, as pvr always writes them: the
+// state's "#spec", and "#spec", "name" and "type" in each <c>/run.json. sensor.json (Gantry's
+// own) is closed: an unknown field there is an error.
 //
 // Error codes: "bad_state" (a structural or typed problem, e.g. a type other than lxc, a
 // missing config block, an undefined group), "bad_name" (an unsafe key, container, group or

@@ -147,9 +147,9 @@ TEST_F(SigningCli, InspectFailsWithAPreciseError) {
       {write("broken.json", "{\"#spec\": "), "bad_json"},
       {write("deep.json", std::string(200, '[') + std::string(200, ']')), "nested deeper"},
       {write("badname.json", R"({"#spec":"pantavisor-service-system@1","Web/run.json":{"name":"Web"}})"), "bad_name"},
-      {write("docker.json", R"({"#spec":"pantavisor-service-system@1","w/run.json":{"name":"w","type":"docker"}})"), "lxc"},
+      {write("docker.json", R"({"#spec":"pantavisor-service-system@1","w/run.json":{"#spec":"service-manifest-run@1","name":"w","type":"docker"}})"), "lxc"},
       {write("badblock.json", R"({"#spec":"pantavisor-service-system@1","w/root.squashfs":"abc"})"), "bad_block_id"},
-      {write("badrev.json", R"({"rev":"1","seq":0,"targets":["gw"],"state":{}})"), "seq"},
+      {write("badrev.json", R"({"rev":"1","seq":0,"targets":["gw"],"state":{"#spec":"pantavisor-service-system@1"}})"), "seq"},
       {write("badenv.json", R"({"payload":"e30=","signatures":[]})"), "bad_envelope"},
       {(dir_.path() / "missing.json").string(), "missing.json"},
   };

@@ -51,7 +51,7 @@ TEST(Revision, SampleRevisionParsesAndIsComplete) {
 }
 
 TEST(Revision, MinimalRevisionNeedsNoOptionalFields) {
-  json doc = {{"rev", "r1"}, {"seq", 1}, {"targets", {"gw-0001"}}, {"state", json::object()}};
+  json doc = {{"rev", "r1"}, {"seq", 1}, {"targets", {"gw-0001"}}, {"state", {{"#spec", kStateSpec}}}};
   auto r = Parsed(doc);
   EXPECT_FALSE(r.expires);
   EXPECT_FALSE(r.objects_base);
@@ -78,7 +78,7 @@ TEST(Revision, DeepNestingIsRefusedBeforeParsing) {
   EXPECT_NE(e.message.find("nested deeper"), std::string::npos) << e.message;
   // Brackets inside strings do not count.
   json strings = doc;
-  strings["note"] = std::string(1000, '[');
+  strings["state"]["web/run.json"]["description"] = std::string(1000, '[');
   EXPECT_TRUE(ParseRevision(strings.dump()));
 }
 
@@ -123,6 +123,8 @@ TEST(Revision, FieldsAreStrictlyTyped) {
       {"expires", 1800000000, "bad_revision"},
       {"objects_base", 1, "bad_revision"},
       {"objects_base", "", "bad_revision"},
+      {"objects_base", "ftp://mirror/objects/", "bad_revision"},
+      {"objects_base", "/media/usb/objects", "bad_revision"},
       {"objects", json::array(), "bad_revision"},
       {"objects", {{std::string(64, 'A'), {{"size", 1}}}}, "bad_block_id"},
       {"objects", {{"abc", {{"size", 1}}}}, "bad_block_id"},
@@ -154,12 +156,15 @@ TEST(Revision, StateErrorsKeepTheirCodeWithStatePrefix) {
   EXPECT_EQ(ParseError(test::RevisionFor(bad_block)).code, "bad_block_id");
 }
 
-TEST(Revision, UnknownFieldsAreWarnings) {
+TEST(Revision, UnknownTopLevelFieldsAreErrorsUnknownObjectMembersWarnings) {
   json doc = test::RevisionFor(test::OneContainerState());
-  doc["comment"] = "built by ci";
   doc["objects"].begin()->operator[]("url") = "x";
   auto r = Parsed(doc);
-  ASSERT_EQ(r.warnings.size(), 2u);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  doc["signed_by"] = "ci";
+  auto e = ParseError(doc);
+  EXPECT_EQ(e.code, "bad_revision");
+  EXPECT_EQ(e.message.rfind("signed_by", 0), 0u) << e.message;
 }
 
 TEST(Revision, EveryStateBlockMustBeInObjects) {

@@ -134,8 +134,9 @@ TEST(State, EmptyStateHasDefaultGroupsAndNoContainers) {
   }
   EXPECT_EQ(names, (std::vector<std::string>{"data", "root", "platform", "app"}));
   auto bare = ParseState(json::object());
-  ASSERT_TRUE(bare);
-  EXPECT_TRUE(HasWarning(*bare, "#spec"));
+  ASSERT_FALSE(bare);
+  EXPECT_EQ(bare.error().code, "bad_state");
+  EXPECT_EQ(bare.error().message.rfind("#spec", 0), 0u) << bare.error().message;
 }
 
 TEST(State, SpecMustBePantavisorServiceSystem) {
@@ -251,6 +252,8 @@ TEST(State, RunJsonFieldsAreTyped) {
       {"name missing", mutate([](json& r, json&) { r.erase("name"); })},
       {"name number", mutate([](json& r, json&) { r["name"] = 1; })},
       {"spec other", mutate([](json& r, json&) { r["#spec"] = "service-manifest-run@2"; })},
+      {"spec missing", mutate([](json& r, json&) { r.erase("#spec"); })},
+      {"type missing", mutate([](json& r, json&) { r.erase("type"); })},
       {"config missing", mutate([](json& r, json&) { r.erase("config"); })},
       {"config not a key", mutate([](json& r, json&) { r["config"] = "other.conf"; })},
       {"config inline", mutate([](json&, json& s) { s["web/lxc.container.conf"] = json::object(); })},
@@ -281,14 +284,12 @@ TEST(State, RunJsonFieldsAreTyped) {
     EXPECT_NE(e.message.find("web/"), std::string::npos) << name << ": " << e.message;
   }
   EXPECT_EQ(cases[0].second.code, "bad_state");
-  EXPECT_EQ(cases[15].second.code, "bad_state");
+  EXPECT_EQ(cases[17].second.code, "bad_state");
 }
 
 TEST(State, DefaultsComeFromTheGroupAndOlderForms) {
   json s = test::OneContainerState();
   s["web/run.json"].erase("group");
-  s["web/run.json"].erase("type");
-  s["web/run.json"].erase("#spec");
   auto st = ParseState(s);
   ASSERT_TRUE(st) << st.error().String();
   const auto& c = st->containers.at(0);
@@ -296,7 +297,6 @@ TEST(State, DefaultsComeFromTheGroupAndOlderForms) {
   EXPECT_EQ(c.status_goal, "STARTED");
   EXPECT_EQ(c.restart_policy, "system");
   EXPECT_EQ(c.type, "lxc");
-  EXPECT_TRUE(HasWarning(*st, "web/run.json: no #spec"));
 
   s["web/run.json"]["runlevel"] = "data";
   auto legacy = ParseState(s);
@@ -376,6 +376,7 @@ TEST(State, SensorFirmwareIsChecked) {
   EXPECT_EQ(with("_sensors/th/sensor.json", {{"version", "1"}, {"seq", 3}, {"vid", 5}}).code, "bad_state");
   EXPECT_EQ(with("_sensors/th/sensor.json", {{"version", "1"}, {"seq", 3}, {"targets", json::array()}}).code, "bad_state");
   EXPECT_EQ(with("_sensors/th/sensor.json", {{"version", "1"}, {"seq", 3}, {"targets", {"../s"}}}).code, "bad_name");
+  EXPECT_EQ(with("_sensors/th/sensor.json", {{"version", "1"}, {"seq", 3}, {"target", {"s1"}}}).code, "bad_state");
   json upper = {{"#spec", kStateSpec},
                 {"_sensors/TH/firmware.bin", test::Block("fw")},
                 {"_sensors/TH/sensor.json", {{"version", "1"}, {"seq", 1}}}};
