@@ -68,7 +68,8 @@ ExpectedVoid Int(const json& v, const std::string& path, int& out, int min, int 
 
 bool HasNul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
 
-// ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$: a group becomes one level of <root>/group/<group>/cmd.
+// ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$ without "..", as a revision's "group:<g>" target: a group
+// becomes one level of <root>/group/<group>/cmd.
 bool IsGroupName(std::string_view s) {
   auto alnum = [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
@@ -76,7 +77,7 @@ bool IsGroupName(std::string_view s) {
   if (s.empty() || s.size() > 63 || !alnum(s[0])) return false;
   for (char c : s)
     if (!(alnum(c) || c == '.' || c == '_' || c == '-')) return false;
-  return true;
+  return s.find("..") == std::string_view::npos;
 }
 
 // ^(tcp|ssl|mqtt|mqtts|ws|wss)://[A-Za-z0-9._~%:\[\]-]+(/[!-~]*)?$ — what Paho accepts.
@@ -298,7 +299,7 @@ ExpectedVoid ReadConfig(const json& v, Config& c) {
        {"groups",
         {[&](const json& x, const std::string& p) {
            return StringSet(x, p, c.groups, IsGroupName,
-                            "must be a group name: ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$");
+                            "must be a group name: ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$ without \"..\"");
          }}},
        {"data_dir",
         {[&](const json& x, const std::string& p) { return Path(x, p, c.data_dir); },

@@ -47,7 +47,7 @@ struct Relay {
 
 struct Config {
   std::string device_id;  // required, a safe name
-  std::vector<std::string> groups;  // ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$, distinct
+  std::vector<std::string> groups;  // ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$ without "..", distinct
   std::filesystem::path data_dir;    // required
   std::filesystem::path plugin_dir;  // required
   Mqtt mqtt;

@@ -158,7 +158,8 @@ TEST(Config, BadValuesAreNamedWithTheirRule) {
   const std::string uri_rule =
       "must be a broker URI: tcp|ssl|mqtt|mqtts|ws|wss://host[:port][/path]";
   const std::string id_rule = "must be a safe name: ^[a-z0-9][a-z0-9._-]{0,62}$ without \"..\"";
-  const std::string group_rule = "must be a group name: ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$";
+  const std::string group_rule =
+      "must be a group name: ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$ without \"..\"";
   const std::string root_rule =
       "must be a topic root: non-empty levels without +, #, NUL or a leading $";
   const std::vector<BadCase> cases = {
@@ -172,6 +173,7 @@ TEST(Config, BadValuesAreNamedWithTheirRule) {
       {"/groups", "lab", "groups: must be an array"},
       {"/groups", {"lab", "a/b"}, "groups[1]: " + group_rule},
       {"/groups", {"+"}, "groups[0]: " + group_rule},
+      {"/groups", {"Lab..2"}, "groups[0]: " + group_rule},
       {"/groups", {"lab", "lab"}, "groups[1]: duplicate \"lab\""},
       {"/groups", {1}, "groups[0]: " + group_rule},
       {"/data_dir", "", "data_dir: must be a non-empty path"},

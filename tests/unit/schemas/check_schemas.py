@@ -13,6 +13,10 @@ Parts (one ctest each):
   command    the same for the agent's command envelope parser and command.schema.json, on
              the command samples and their mutations; every reply the agent would send must
              match reply.schema.json
+  manifest   whatever the agent's revision and state parsers accept among the revision, state
+             and run samples (a run.json wrapped into a state) and ~700 mutations of them is
+             valid by revision/state.schema.json (the parsers also check what a schema
+             cannot, e.g. that a container's group exists)
   jws        the agent's envelope decoder accepts every good and refuses every bad jws
              sample; whatever it accepts among their mutations is schema-valid (it also
              checks the protected header, which a schema cannot see); an envelope that the
@@ -437,8 +441,107 @@ def part_jws(schemas, args):
     return failures
 
 
+MANIFEST_VALUES = [
+    None, True, 0, 1, -1, 1.5, 2**63, "", "x", "42", "../x", "GW", "a" * 64, "group:lab",
+    "group:", "2027-01-31T00:00:00Z", "2027-01-31T00:00:00+02:00", "2027-01-31 00:00:00Z",
+    "2027-01-31", "https://b/", "file:///m/", "ftp://x/", "a" * 64 + "A", "f" * 64, [], ["gw-1"],
+    ["group:lab"], ["*"], {}, {"size": 1}, {"#spec": "pantavisor-service-system@1"},
+    "lxc", "docker", "READY", "STARTED", "start-first", "blue", {"exec": ["/bin/true"]},
+    {"exec": []}, {"persistence": "boot"}, "<delete>",
+]
+
+
+def set_path(doc, path, value):
+    parent = doc
+    for p in path[:-1]:
+        parent = parent[p]
+    if value == "<delete>":
+        parent.pop(path[-1], None)
+    else:
+        parent[path[-1]] = value
+
+
+def manifest_mutations(revision):
+    yield "unmodified", revision
+    state = revision.get("state", {})
+    paths = [(k,) for k in ("rev", "seq", "targets", "expires", "objects_base", "objects",
+                            "state", "extra")]
+    paths += [("targets", 0), ("state", "extra/key")]
+    paths += [("state", k) for k in state]
+    for key, value in state.items():
+        if key.endswith("/run.json") and isinstance(value, dict) and not key.startswith("bsp/"):
+            paths += [("state", key, f) for f in list(value) + ["update_strategy", "health"]]
+    for path in paths:
+        for value in MANIFEST_VALUES:
+            doc = copy.deepcopy(revision)
+            try:
+                set_path(doc, path, value)
+            except (KeyError, IndexError, TypeError):
+                continue
+            yield f"{'.'.join(map(str, path))}={json.dumps(value)}", doc
+
+
+def run_in_state(run):
+    """A state holding one container defined by run (with the blocks it names)."""
+    name = run.get("name") if isinstance(run.get("name"), str) and run.get("name") else "c"
+    state = {"#spec": "pantavisor-service-system@1", f"{name}/run.json": run}
+    for field in ("config", "root-volume"):
+        if isinstance(run.get(field), str) and run[field]:
+            state[f"{name}/{run[field].removeprefix('dm:')}"] = "e" * 64
+    return state
+
+
+def part_manifest(schemas, args):
+    if not args.verdict or not os.access(args.verdict, os.X_OK):
+        return [f"verdict binary {args.verdict!r} is not built"]
+    failures = []
+    root = os.path.join(args.source, "tests/data/schemas")
+    with tempfile.TemporaryDirectory() as tmp:
+        def add(cases, label, doc, schema):
+            path = os.path.join(tmp, f"m{len(cases)}.json")
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(doc, f)
+            cases.append((label, path, schema, doc))
+
+        revisions, states = [], []
+        for kind in ("good", "bad"):
+            for path in sorted(glob.glob(os.path.join(root, kind, "revision", "*.json"))):
+                rel = os.path.relpath(path, args.source)
+                doc = load_json(path)
+                add(revisions, rel, doc, "revision")
+                if kind == "good":
+                    for label, mdoc in manifest_mutations(doc):
+                        add(revisions, f"{rel} mutated {label}", mdoc, "revision")
+            for path in sorted(glob.glob(os.path.join(root, kind, "state", "*.json"))):
+                add(states, os.path.relpath(path, args.source), load_json(path), "state")
+            for path in sorted(glob.glob(os.path.join(root, kind, "run", "*.json"))):
+                rel = os.path.relpath(path, args.source)
+                add(states, f"{rel} in a state", run_in_state(load_json(path)), "run-in-state")
+        accepted = total = 0
+        for mode, cases in (("revision", revisions), ("state", states)):
+            verdicts = cpp_verdicts(args.verdict, mode, [c[1] for c in cases])
+            for (label, _, schema, doc), (cpp, msg) in zip(cases, verdicts):
+                total += 1
+                if cpp != "ok":
+                    continue
+                accepted += 1
+                if schema == "run-in-state":
+                    run = next(v for k, v in doc.items() if k.endswith("/run.json"))
+                    errs = schemas.errors("state", doc) + schemas.errors("run", run)
+                else:
+                    errs = schemas.errors(schema, doc)
+                if errs:
+                    failures.append(f"{label}: the agent's {mode} parser accepts it, the schema "
+                                    f"does not: {'; '.join(errs)}")
+    print(f"manifest: {total} documents parsed, {accepted} accepted by the agent")
+    if accepted < 50:
+        failures.append(f"only {accepted} documents were accepted: the comparison proves little")
+    return failures
+
+
 PARTS = {"meta": part_meta, "examples": part_examples, "samples": part_samples,
-         "config": part_config, "command": part_command, "jws": part_jws}
+         "config": part_config, "command": part_command, "jws": part_jws,
+         "manifest": part_manifest}
 
 
 def main():

@@ -4,6 +4,8 @@
 //   verdict command FILE...  "ok<TAB>reply" or "error<TAB>reply" (command::Parse; the reply
 //                            the agent would send, which must match reply.schema.json)
 //   verdict jws FILE...      "ok" or "error<TAB>message"       (crypto::DecodeJwsUnverified)
+//   verdict revision FILE... "ok" or "error<TAB>code: message" (manifest::ParseRevision)
+//   verdict state FILE...    "ok" or "error<TAB>code: message" (manifest::ParseState)
 //   verdict jws-sign DIR     one line: an envelope signed with a fresh Ed25519 and a fresh
 //                            P-256 key (written to DIR), as gantryctl sign makes them
 #include <filesystem>
@@ -19,6 +21,8 @@
 #include "core/fs.hpp"
 #include "crypto/jws.hpp"
 #include "crypto/keys.hpp"
+#include "manifest/revision.hpp"
+#include "manifest/state.hpp"
 
 namespace {
 
@@ -58,6 +62,29 @@ void Jws(const char* file) {
   std::cout << (env ? "ok" : "error\t" + OneLine(env.error().message)) << "\n";
 }
 
+template <class Parse>
+void Manifest(const char* file, Parse parse) {
+  auto text = gantry::fs::ReadFile(file);
+  if (!text) {
+    std::cout << "error\tunreadable: " << OneLine(text.error().message) << "\n";
+    return;
+  }
+  auto r = parse(*text);
+  std::cout << (r ? "ok" : "error\t" + OneLine(r.error().String())) << "\n";
+}
+
+void Revision(const char* file) {
+  Manifest(file, [](const std::string& text) { return gantry::manifest::ParseRevision(text); });
+}
+
+void State(const char* file) {
+  Manifest(file, [](const std::string& text) -> gantry::Expected<gantry::manifest::State> {
+    auto doc = nlohmann::json::parse(text, nullptr, false);
+    if (doc.is_discarded()) return gantry::Fail("bad_state", "not JSON");
+    return gantry::manifest::ParseState(doc);
+  });
+}
+
 int JwsSign(const std::filesystem::path& dir) {
   std::vector<gantry::crypto::SigningKey> keys;
   for (auto [alg, kid] : {std::pair{"EdDSA", "ops-ed"}, std::pair{"ES256", "ops-p256"}}) {
@@ -87,9 +114,11 @@ int main(int argc, char** argv) {
   void (*each)(const char*) = mode == "config"    ? Config
                               : mode == "command" ? Command
                               : mode == "jws"     ? Jws
+                              : mode == "revision" ? Revision
+                              : mode == "state"   ? State
                                                   : nullptr;
   if (!each) {
-    std::cerr << "usage: verdict config|command|jws FILE... | verdict jws-sign DIR\n";
+    std::cerr << "usage: verdict config|command|jws|revision|state FILE... | verdict jws-sign DIR\n";
     return 2;
   }
   for (int i = 2; i < argc; ++i) each(argv[i]);
