@@ -74,6 +74,7 @@ class Mosquitto {
                        "persistence_file mosquitto.db\n"
                        "autosave_interval 1\n"
                        "max_queued_messages 100000\n"
+                       "set_tcp_nodelay true\n"
                        "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
                        "log_dest stdout\n"
                        "listener " + std::to_string(port_) + " 127.0.0.1\n" +
