@@ -13,10 +13,10 @@ Parts (one ctest each):
   command    the same for the agent's command envelope parser and command.schema.json, on
              the command samples and their mutations; every reply the agent would send must
              match reply.schema.json
-  manifest   whatever the agent's revision and state parsers accept among the revision, state
-             and run samples (a run.json wrapped into a state) and ~700 mutations of them is
-             valid by revision/state.schema.json (the parsers also check what a schema
-             cannot, e.g. that a container's group exists)
+  manifest   the agent's revision and state parsers accept every good revision, state and run
+             sample (a run.json wrapped into a state), and whatever they accept among all
+             samples and ~6000 mutations is valid by revision/state/run.schema.json (the
+             parsers also check what a schema cannot, e.g. that a container's group exists)
   jws        the agent's envelope decoder accepts every good and refuses every bad jws
              sample; whatever it accepts among their mutations is schema-valid (it also
              checks the protected header, which a schema cannot see); an envelope that the
@@ -498,7 +498,7 @@ def part_manifest(schemas, args):
     root = os.path.join(args.source, "tests/data/schemas")
     with tempfile.TemporaryDirectory() as tmp:
         def add(cases, label, doc, schema):
-            path = os.path.join(tmp, f"m{len(cases)}.json")
+            path = os.path.join(tmp, f"{schema}-{len(cases)}.json")
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(doc, f)
             cases.append((label, path, schema, doc))
@@ -522,6 +522,9 @@ def part_manifest(schemas, args):
             verdicts = cpp_verdicts(args.verdict, mode, [c[1] for c in cases])
             for (label, _, schema, doc), (cpp, msg) in zip(cases, verdicts):
                 total += 1
+                if label.startswith("tests/data/schemas/good/") and " mutated " not in label \
+                        and cpp != "ok":
+                    failures.append(f"{label}: a good sample, refused by the agent: {msg}")
                 if cpp != "ok":
                     continue
                 accepted += 1
