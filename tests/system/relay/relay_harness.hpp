@@ -75,8 +75,8 @@ class RelayHost {
     if (!mqtt) throw std::runtime_error(mqtt.error().String());
     transports.push_back(std::move(*mqtt));
     if (opt_.coap_port) {
-      auto coap = relay::LoadRelayPlugin(plugin_dir, "coap", {{"coap_port", *opt_.coap_port}},
-                                         &host_);
+      auto coap = relay::LoadRelayPlugin(
+          plugin_dir, "coap", {{"coap_port", *opt_.coap_port}, {"bind", "127.0.0.1"}}, &host_);
       if (!coap) throw std::runtime_error(coap.error().String());
       transports.push_back(std::move(*coap));
     }

@@ -32,8 +32,10 @@ class RelaySystem : public ::testing::Test {
 
   static std::string Sim() { return BuildDir() + "/gantry-sensor-sim"; }
 
-  std::unique_ptr<RelayHost> Host(int max_concurrent = 8, std::int64_t link_rate_bps = 0) {
+  std::unique_ptr<RelayHost> Host(int max_concurrent = 8, std::int64_t link_rate_bps = 0,
+                                  std::optional<int> coap_port = std::nullopt) {
     RelayHost::Options o;
+    o.coap_port = coap_port;
     o.broker_uri = broker_.uri();
     o.data_dir = data_.path();
     o.max_concurrent = max_concurrent;
@@ -322,4 +324,46 @@ TEST_F(RelaySystem, MalformedGetHelloAndStatusGetAnErrOrAreDroppedAndNoJobIsHarm
   ASSERT_TRUE(host->RunUntil([&] { return !host->SensorsWithStatus("SUCCEEDED").empty(); }, 20s))
       << SimLog("sim");
   EXPECT_EQ(host->engine().SensorsJson()[0]["job"]["job"], job);
+}
+
+TEST_F(RelaySystem, CoapClientPullsAnImageBlockwiseAndResumesFromABlock) {
+  if (std::system("command -v coap-client-notls >/dev/null") != 0)
+    FAIL() << "coap-client-notls is not installed (Debian package libcoap3-bin)";
+  int port = FreePort();
+  auto host = Host(8, 0, port);
+  auto fw = MakeFirmware(images_.path(), "th-sensor", 2, 40000 + 123);
+  ASSERT_TRUE(host->engine().SetFirmware("r1", {fw}));
+  auto uri = "coap://127.0.0.1:" + std::to_string(port) + "/fw/" + fw.sha256;
+  auto whole = sims_.path() / "whole.bin";
+  auto [rc, out] = Sh("coap-client-notls -B 20 -b 256 -o '" + whole.string() + "' " + uri);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_EQ(Sha256Of(whole), fw.sha256);
+  // Resume: a sensor that holds the first 150 blocks asks for block 150, 151, ... itself
+  // (coap-client fetches exactly the block it is given a number for).
+  auto image = Slurp(fw.image);
+  std::string resumed;
+  const std::size_t last_block = (image.size() - 1) / 256;
+  for (std::size_t block = 150; block <= last_block; ++block) {
+    auto part = sims_.path() / ("part-" + std::to_string(block));
+    std::tie(rc, out) = Sh("coap-client-notls -B 20 -b " + std::to_string(block) + ",256 -o '" +
+                           part.string() + "' " + uri);
+    ASSERT_EQ(rc, 0) << out;
+    resumed += Slurp(part);
+  }
+  EXPECT_TRUE(resumed == image.substr(150 * 256))
+      << resumed.size() << " B resumed vs " << image.size() - 150 * 256 << " B expected";
+  // The ETag names the content (the first 8 bytes of its sha256), so a sensor can tell that
+  // the image under a resumed transfer did not change.
+  std::tie(rc, out) = Sh("coap-client-notls -v 7 -B 20 -b 256 -o /dev/null " + uri);
+  EXPECT_NE(out.find("ETag:0x" + fw.sha256.substr(0, 16)), std::string::npos)
+      << out.substr(0, 2000);
+  // Images of no current revision are not served.
+  std::tie(rc, out) = Sh("coap-client-notls -B 5 coap://127.0.0.1:" + std::to_string(port) +
+                         "/fw/" + std::string(64, '0'));
+  EXPECT_NE(out.find("4.04"), std::string::npos) << out;
+  // A new revision without that image stops serving it.
+  auto other = MakeFirmware(images_.path(), "th-sensor", 3, 1000);
+  ASSERT_TRUE(host->engine().SetFirmware("r2", {other}));
+  std::tie(rc, out) = Sh("coap-client-notls -B 5 " + uri);
+  EXPECT_NE(out.find("4.04"), std::string::npos) << out;
 }
