@@ -29,6 +29,7 @@
 #include <mqtt/async_client.h>
 #include <nlohmann/json.hpp>
 
+#include "nodelay.hpp"
 #include "wire.hpp"
 
 namespace {
@@ -137,7 +138,10 @@ class Sim {
   }
 
   int Run() {
-    client_.set_connected_handler([this](const std::string&) { resubscribe_ = true; });
+    client_.set_connected_handler([this](const std::string&) {
+      gantry::relay::DisableNagle(gantry::relay::BrokerPort(flags.broker));
+      resubscribe_ = true;
+    });
     client_.start_consuming();
     auto opts = mqtt::connect_options_builder()
                     .clean_session(true)

@@ -25,6 +25,7 @@
 
 #include "core/names.hpp"
 #include "plugin/gantry_plugin.h"
+#include "nodelay.hpp"
 #include "wire.hpp"
 
 namespace gantry::relay_mqtt {
@@ -220,6 +221,7 @@ class Relay {
 
   void OnConnected() {
     Log(GANTRY_LOG_INFO, "connected to " + opt_.uri);
+    relay::DisableNagle(relay::BrokerPort(opt_.uri));
     // Never wait inside a Paho callback: subscribe and return.
     try {
       client_->subscribe(base_ + "+/hello", 1);
