@@ -454,6 +454,9 @@ Expected<State> ParseState(const json& state, const StateOptions& options) {
       sensor_keys[rest.substr(0, split)][rest.substr(split + 1)] = key;
     } else if (first == "_config" || first == "_sensors") {
       st.warnings.push_back(key + ": not acted on (expected " + first + "/<name>/<path>)");
+    } else if (split != std::string::npos && key.size() > 9 && key.ends_with("/run.json")) {
+      // "a/b/run.json" would define a container named "a/b": names become paths.
+      return Fail("bad_name", key + ": container names cannot contain '/'");
     } else {
       dirs[first].push_back(key);
     }

@@ -1,0 +1,194 @@
+#include "app/agent.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "app/dispatcher.hpp"
+#include "cache/block_cache.hpp"
+#include "config/config.hpp"
+#include "core/event_loop.hpp"
+#include "core/fs.hpp"
+#include "core/log.hpp"
+#include "core/time.hpp"
+#include "crypto/jws.hpp"
+#include "mqtt/client.hpp"
+#include "runtime/runtime.hpp"
+#include "status/outbox.hpp"
+#include "store/db.hpp"
+#include "txn/engine.hpp"
+
+namespace gantry::app {
+namespace {
+
+constexpr const char* kLog = "gantryd";
+
+// Stops two agents from sharing one data dir (DESIGN §7). Held until the process exits.
+Expected<int> LockDataDir(const std::filesystem::path& data_dir) {
+  auto path = data_dir / "lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Fail("io", fs::ErrnoMessage("cannot open", path));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return Fail("locked", "another gantryd holds " + path.string());
+  }
+  return fd;
+}
+
+std::optional<std::string> ReadPassword(const std::optional<std::string>& file) {
+  if (!file) return std::nullopt;
+  auto text = fs::ReadFile(*file, 4096);
+  if (!text) return std::nullopt;
+  while (!text->empty() && (text->back() == '\n' || text->back() == '\r')) text->pop_back();
+  return *text;
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  CLI::App cli{"gantryd: the Gantry edge gateway update agent"};
+  std::string config_file, device_id, broker, data_dir;
+  bool verbose = false;
+  cli.add_option("--config", config_file, "configuration file (JSON, schemas/config.schema.json)")->required();
+  cli.add_option("--device-id", device_id, "override device_id");
+  cli.add_option("--broker", broker, "override mqtt.uri");
+  cli.add_option("--data-dir", data_dir, "override data_dir");
+  cli.add_flag("-v,--verbose", verbose, "debug logging");
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return cli.exit(e) == 0 ? 0 : 2;
+  }
+  if (verbose) log::SetLevel(log::Level::kDebug);
+
+  auto cfg = config::Load(config_file);
+  if (!cfg) {
+    log::Error(kLog, cfg.error().message);
+    return 2;
+  }
+  if (!device_id.empty()) {
+    cfg->device_id = device_id;
+  }
+  if (!broker.empty()) cfg->mqtt.uri = broker;
+  if (!data_dir.empty()) cfg->data_dir = data_dir;
+
+  // Signals are taken by one thread with sigwait; block them before any thread exists.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  if (auto r = fs::MakeDirs(cfg->data_dir, 0700); !r) {
+    log::Error(kLog, r.error().String());
+    return 3;
+  }
+  auto lock = LockDataDir(cfg->data_dir);
+  if (!lock) {
+    log::Error(kLog, lock.error().String());
+    return 3;
+  }
+
+  // The runtime plugin forks its liblxc helper: it must happen before any other thread starts.
+  auto runtime = runtime::LoadRuntimePlugin(cfg->plugin_dir, cfg->data_dir, nlohmann::json::object());
+  if (!runtime) {
+    log::Error(kLog, runtime.error().WithContext("loading the runtime plugin").String());
+    return 3;
+  }
+
+  auto db = store::Db::Open(cfg->data_dir / "gantry.db");
+  if (!db) {
+    log::Error(kLog, db.error().String());
+    return 3;
+  }
+  auto cache = cache::BlockCache::Open(cfg->data_dir, cfg->cache.quota_bytes);
+  if (!cache) {
+    log::Error(kLog, cache.error().String());
+    return 3;
+  }
+  auto trust = crypto::TrustStore::LoadDir(cfg->trust.keys_dir);
+  if (!trust) {
+    log::Error(kLog, trust.error().WithContext("trust.keys_dir").String());
+    return 3;
+  }
+  if (trust->size() == 0) log::Warn(kLog, "no trusted keys in " + cfg->trust.keys_dir + ": every update will be refused");
+
+  EventLoop loop;
+  std::string prefix = cfg->mqtt.root + "/" + cfg->device_id;
+  mqtt::Options mo;
+  mo.uri = cfg->mqtt.uri;
+  mo.client_id = cfg->device_id;
+  mo.version = cfg->mqtt.version;
+  mo.ca_file = cfg->mqtt.ca_file;
+  mo.cert_file = cfg->mqtt.cert_file;
+  mo.key_file = cfg->mqtt.key_file;
+  mo.username = cfg->mqtt.username;
+  mo.password = ReadPassword(cfg->mqtt.password_file);
+  mo.will = mqtt::Message{prefix + "/online", R"({"online":false})", 1, true, "", ""};
+  mo.subscriptions.push_back(prefix + "/cmd");
+  for (const auto& g : cfg->groups) mo.subscriptions.push_back(cfg->mqtt.root + "/group/" + g + "/cmd");
+  auto client = mqtt::MakePahoClient(mo);
+  status::Outbox outbox(*db, loop, *client);
+
+  Dispatcher dispatcher(*cfg, loop, *db, **cache, *trust, outbox, *client);
+  txn::EngineOptions eo;
+  eo.data_dir = cfg->data_dir;
+  eo.commit_window_s = cfg->update.commit_window_s;
+  eo.stop_timeout_s = cfg->update.stop_timeout_s;
+  eo.parallel_downloads = cfg->update.parallel_downloads;
+  eo.reject_bsp = cfg->update.bsp == "reject";
+  eo.allow_lxc_keys = cfg->runtime.allow_lxc_keys;
+  eo.ca_file = cfg->mqtt.ca_file;
+  txn::Engine engine(cfg->data_dir / "gantry.db", **cache, **runtime, dispatcher, eo);
+  if (auto r = engine.Open(); !r) {
+    log::Error(kLog, r.error().String());
+    return 3;
+  }
+  dispatcher.SetEngine(&engine);
+
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    log::Info(kLog, std::string("stopping on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+    loop.Stop();
+  });
+  signal_thread.detach();
+
+  engine.Start();
+  client->Start({
+      [&] { loop.Post([&] { dispatcher.OnConnected(); }); },
+      [&](const std::string&) { loop.Post([&] { outbox.OnLost(); }); },
+      [&](mqtt::Message m) { loop.Post([&, m = std::move(m)] { dispatcher.OnMessage(m); }); },
+  });
+
+  // systemd: READY once the loop runs; the watchdog is fed from the loop itself, so a stuck
+  // loop is restarted.
+  std::uint64_t watchdog_us = 0;
+  if (sd_watchdog_enabled(0, &watchdog_us) > 0 && watchdog_us > 0) {
+    auto period = std::chrono::microseconds(watchdog_us / 2);
+    std::function<void()> feed = [&loop, period, &feed] {
+      sd_notify(0, "WATCHDOG=1");
+      loop.After(period, feed);
+    };
+    loop.Post(feed);
+  }
+  loop.Post([] { sd_notify(0, "READY=1\nSTATUS=running"); });
+  log::Info(kLog, "device " + cfg->device_id + " on " + cfg->mqtt.uri + ", data in " + cfg->data_dir.string());
+  loop.Run();
+
+  sd_notify(0, "STOPPING=1");
+  engine.Stop();
+  client->Stop();
+  return 0;
+}
+
+}  // namespace gantry::app

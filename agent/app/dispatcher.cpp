@@ -1,0 +1,193 @@
+#include "app/dispatcher.hpp"
+
+#include "core/log.hpp"
+#include "core/time.hpp"
+#include "mqtt/client.hpp"
+#include "txn/admission.hpp"
+#include "txn/journal.hpp"
+
+#ifndef GANTRY_VERSION
+#define GANTRY_VERSION "0.0.0"
+#endif
+
+namespace gantry::app {
+namespace {
+constexpr const char* kLog = "dispatch";
+}
+
+Dispatcher::Dispatcher(const config::Config& cfg, EventLoop& loop, store::Db& db,
+                       cache::BlockCache& cache, const crypto::TrustStore& trust,
+                       status::Outbox& outbox, mqtt::Client& client)
+    : cfg_(cfg), loop_(loop), db_(db), cache_(cache), trust_(trust), outbox_(outbox),
+      client_(client), prefix_(cfg.mqtt.root + "/" + cfg.device_id), started_at_(NowRfc3339()) {}
+
+void Dispatcher::OnConnected() {
+  // online true only now that the command subscriptions are acknowledged; state again on
+  // every reconnect.
+  outbox_.OnConnected();
+  nlohmann::json online = {{"online", true}, {"ts", NowRfc3339()}};
+  (void)outbox_.Enqueue(prefix_ + "/online", online.dump(), 1, true);
+  PublishState();
+}
+
+void Dispatcher::Emit(const nlohmann::json& event) {
+  auto e = event;
+  e["ts"] = NowRfc3339();
+  log::Info(kLog, "progress " + e.dump());
+  if (auto r = outbox_.Enqueue(prefix_ + "/progress", e.dump(), 1, false); !r)
+    log::Error(kLog, r.error().String());
+}
+
+void Dispatcher::Progress(const nlohmann::json& event) {
+  loop_.Post([this, event] { Emit(event); });
+}
+
+void Dispatcher::StateChanged() {
+  loop_.Post([this] { PublishState(); });
+}
+
+void Dispatcher::Committed(const manifest::State&, const std::string& rev) {
+  log::Info(kLog, "revision " + rev + " committed");
+}
+
+void Dispatcher::PublishState() {
+  nlohmann::json j;
+  auto snap = engine_ ? engine_->GetSnapshot() : txn::Snapshot{};
+  j["rev"] = snap.rev ? nlohmann::json(*snap.rev) : nlohmann::json(nullptr);
+  j["seq"] = snap.seq;
+  j["status"] = snap.status;
+  j["ts"] = NowRfc3339();
+  j["containers"] = nlohmann::json::array();
+  for (const auto& c : snap.containers)
+    j["containers"].push_back(
+        {{"name", c.name}, {"group", c.group}, {"state", c.state}, {"rev", c.rev}, {"restarts", c.restarts}});
+  j["sensors"] = nlohmann::json::array();
+  auto stats = cache_.GetStats();
+  if (stats)
+    j["cache"] = {{"bytes", stats->bytes}, {"blocks", stats->blocks}, {"quota_bytes", stats->quota_bytes}};
+  j["agent"] = {{"version", GANTRY_VERSION}, {"started_at", started_at_}};
+  if (auto r = outbox_.Enqueue(prefix_ + "/state", j.dump(), 1, true); !r)
+    log::Error(kLog, r.error().String());
+}
+
+std::optional<std::string> Dispatcher::StoredReply(const std::string& id) {
+  auto st = db_.Prepare("SELECT reply FROM commands WHERE id = ?");
+  if (!st) return std::nullopt;
+  st->Bind(1, id);
+  if (!st->Step().value_or(false)) return std::nullopt;
+  return st->Text(0);
+}
+
+void Dispatcher::SendReply(const std::string& reply, const mqtt::Message& request) {
+  if (auto r = outbox_.Enqueue(prefix_ + "/reply", reply, 1, false); !r)
+    log::Error(kLog, r.error().String());
+  if (!request.response_topic.empty()) {
+    mqtt::Message m{request.response_topic, reply, 1, false, "", request.correlation_data};
+    client_.Publish(m, nullptr);
+  }
+}
+
+void Dispatcher::OnMessage(const mqtt::Message& message) {
+  if (message.retain && message.payload.empty()) return;  // a cleared retained command
+  auto parsed = command::Parse(message.payload);
+  if (!parsed) {
+    log::Warn(kLog, "refused a command: " + parsed.error().error.String());
+    SendReply(command::Reply(parsed.error().id, Unexpected(parsed.error().error)), message);
+    return;
+  }
+  const auto& cmd = *parsed;
+  if (auto stored = StoredReply(cmd.id)) {
+    log::Info(kLog, "command " + cmd.id + " already handled; replaying its reply");
+    SendReply(*stored, message);
+    return;
+  }
+  // The command's effects and its recorded reply commit together, before the reply leaves:
+  // a command is durable once its reply is sent, and a repeated id never runs twice.
+  std::string reply;
+  {
+    store::Transaction tx(db_);
+    auto result = Execute(cmd);
+    reply = command::Reply(cmd.id, result);
+    auto r = db_.Run("INSERT OR IGNORE INTO commands(id, op, reply, received_at) VALUES (?, ?, ?, ?)",
+                     cmd.id, cmd.op_name, reply, NowUnix());
+    if (r) r = tx.Commit();
+    if (!r) {
+      log::Error(kLog, r.error().String());
+      reply = command::Reply(cmd.id, Unexpected(r.error()));
+    }
+  }
+  SendReply(reply, message);
+  // Only now can the runner's own connection see the new transaction row.
+  if (wake_) engine_->Wake(*wake_);
+  wake_.reset();
+}
+
+ExpectedVoid Dispatcher::Execute(const command::Command& cmd) {
+  switch (cmd.op) {
+    case command::Op::kUpdate:
+      return ExecuteUpdate(cmd);
+    case command::Op::kRollback:
+      return ExecuteRollback(cmd);
+    case command::Op::kCancel:
+      return engine_->Cancel();
+    case command::Op::kGc: {
+      auto freed = cache_.Collect(true);
+      if (!freed) return Unexpected(freed.error());
+      log::Info(kLog, "gc freed " + std::to_string(*freed) + " bytes");
+      PublishState();
+      return {};
+    }
+    case command::Op::kGetState:
+      PublishState();
+      return {};
+  }
+  return Fail("bad_command", "unknown op");
+}
+
+ExpectedVoid Dispatcher::ExecuteUpdate(const command::Command& cmd) {
+  txn::Journal journal(db_);
+  auto high = journal.HighSeq();
+  if (!high) return Unexpected(high.error());
+  txn::AdmissionPolicy policy{&trust_, cfg_.trust.threshold, cfg_.device_id, cfg_.groups,
+                              cfg_.update.bsp == "reject"};
+  manifest::Revision partial;
+  auto admitted = txn::Admit(cmd.revision, *high, policy, cache_, &partial);
+  if (!admitted) {
+    Emit({{"id", cmd.id}, {"rev", partial.rev.empty() ? nlohmann::json(nullptr) : nlohmann::json(partial.rev)},
+          {"seq", partial.seq}, {"status", "WONTGO"}, {"progress", 0},
+          {"msg", admitted.error().String()}});
+    return Unexpected(admitted.error());
+  }
+  txn::TxnRow row;
+  row.cmd_id = cmd.id;
+  row.kind = "update";
+  row.rev = admitted->revision.rev;
+  row.seq = admitted->revision.seq;
+  row.document = admitted->document;
+  row.objects_base = cmd.objects_base.value_or("");
+  auto id = journal.Insert(row);
+  if (!id) return Unexpected(id.error());
+  Emit({{"id", cmd.id}, {"rev", row.rev}, {"seq", row.seq}, {"status", "QUEUED"}, {"progress", 0}, {"msg", "queued"}});
+  wake_ = row.rev;
+  return {};
+}
+
+ExpectedVoid Dispatcher::ExecuteRollback(const command::Command& cmd) {
+  txn::Journal journal(db_);
+  auto prev = journal.Previous();
+  if (!prev) return Unexpected(prev.error());
+  if (!*prev) return Fail("no_previous", "there is no previous committed revision to roll back to");
+  txn::TxnRow row;
+  row.cmd_id = cmd.id;
+  row.kind = "rollback";
+  row.rev = (*prev)->rev;
+  row.seq = (*prev)->seq;
+  row.document = (*prev)->document;
+  auto id = journal.Insert(row);
+  if (!id) return Unexpected(id.error());
+  Emit({{"id", cmd.id}, {"rev", row.rev}, {"seq", row.seq}, {"status", "QUEUED"}, {"progress", 0}, {"msg", "rollback queued"}});
+  wake_ = row.rev;
+  return {};
+}
+
+}  // namespace gantry::app

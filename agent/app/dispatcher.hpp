@@ -1,0 +1,59 @@
+#pragma once
+// Turns MQTT commands into engine work and engine reports into MQTT messages (DESIGN §3).
+// Runs on the loop thread; the Reporter side is called from the engine's runner and posts.
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "cache/block_cache.hpp"
+#include "command/command.hpp"
+#include "config/config.hpp"
+#include "core/event_loop.hpp"
+#include "crypto/jws.hpp"
+#include "mqtt/client.hpp"
+#include "status/outbox.hpp"
+#include "store/db.hpp"
+#include "txn/engine.hpp"
+
+namespace gantry::app {
+
+class Dispatcher final : public txn::Reporter {
+ public:
+  Dispatcher(const config::Config& cfg, EventLoop& loop, store::Db& db, cache::BlockCache& cache,
+             const crypto::TrustStore& trust, status::Outbox& outbox, mqtt::Client& client);
+  void SetEngine(txn::Engine* engine) { engine_ = engine; }
+
+  // Loop thread.
+  void OnConnected();
+  void OnMessage(const mqtt::Message& message);
+  void PublishState();
+
+  // txn::Reporter, from the runner thread.
+  void Progress(const nlohmann::json& event) override;
+  void StateChanged() override;
+  void Committed(const manifest::State& state, const std::string& rev) override;
+
+ private:
+  // Executes a parsed command; returns the reply result. Emits WONTGO/QUEUED as needed.
+  ExpectedVoid Execute(const command::Command& cmd);
+  ExpectedVoid ExecuteUpdate(const command::Command& cmd);
+  ExpectedVoid ExecuteRollback(const command::Command& cmd);
+  void SendReply(const std::string& reply, const mqtt::Message& request);
+  std::optional<std::string> StoredReply(const std::string& id);
+  void Emit(const nlohmann::json& event);
+
+  const config::Config& cfg_;
+  EventLoop& loop_;
+  store::Db& db_;
+  cache::BlockCache& cache_;
+  const crypto::TrustStore& trust_;
+  status::Outbox& outbox_;
+  mqtt::Client& client_;
+  txn::Engine* engine_ = nullptr;
+  std::string prefix_;
+  std::string started_at_;
+  std::optional<std::string> wake_;  // a transaction was queued: wake the runner after commit
+};
+
+}  // namespace gantry::app

@@ -1,0 +1,581 @@
+#include "txn/engine.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include "core/fs.hpp"
+#include "core/log.hpp"
+#include "manifest/lxc_config.hpp"
+#include "manifest/revision.hpp"
+
+namespace gantry::txn {
+namespace {
+
+constexpr const char* kLog = "txn";
+using Clock = std::chrono::steady_clock;
+
+Expected<manifest::State> ParseDocState(const std::string& document, bool reject_bsp,
+                                        manifest::Revision* out_rev = nullptr) {
+  manifest::StateOptions opts;
+  opts.bsp = reject_bsp ? manifest::BspPolicy::kReject : manifest::BspPolicy::kIgnore;
+  auto rev = manifest::ParseRevision(document, opts);
+  if (!rev) return Unexpected(rev.error());
+  manifest::State state = rev->state;
+  if (out_rev) *out_rev = std::move(*rev);
+  return state;
+}
+
+}  // namespace
+
+struct Engine::Plan {
+  manifest::State next;
+  std::optional<manifest::State> current;
+  std::string from_rev;
+  std::vector<const manifest::Container*> changed;     // in next, new content or new name
+  std::map<std::string, std::string> old_instance;     // name → instance in current
+  std::vector<std::string> removed;                    // instances of current not in next
+};
+
+Engine::Engine(const std::filesystem::path& db_path, cache::BlockCache& cache,
+               runtime::Runtime& runtime, Reporter& reporter, EngineOptions options)
+    : db_path_(db_path), cache_(cache), runtime_(runtime), reporter_(reporter),
+      options_(std::move(options)) {}
+
+Engine::~Engine() { Stop(); }
+
+ExpectedVoid Engine::Open() {
+  auto db = store::Db::Open(db_path_);
+  if (!db) return Unexpected(db.error());
+  db_.emplace(std::move(*db));
+  journal_.emplace(*db_);
+  auto cur = journal_->Current();
+  if (!cur) return Unexpected(cur.error());
+  std::lock_guard lock(mutex_);
+  if (*cur) {
+    snapshot_.rev = (*cur)->rev;
+    snapshot_.seq = (*cur)->seq;
+  }
+  snapshot_.status = "IDLE";
+  return {};
+}
+
+void Engine::Start() {
+  runner_ = std::thread([this] { RunnerMain(); });
+}
+
+void Engine::Stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+    cancel_reason_ = "agent stopping";
+  }
+  cv_.notify_all();
+  if (runner_.joinable()) runner_.join();
+}
+
+void Engine::Wake(std::optional<std::string> superseded_by) {
+  {
+    std::lock_guard lock(mutex_);
+    wake_ = true;
+    if (superseded_by && running_id_ != 0 && !running_switching_) {
+      cancel_reason_ = "superseded by " + *superseded_by;
+      cancel_ = true;
+    }
+  }
+  cv_.notify_all();
+}
+
+ExpectedVoid Engine::Cancel() {
+  std::lock_guard lock(mutex_);
+  if (running_id_ == 0) return Fail("not_cancellable", "no update in progress");
+  if (running_switching_)
+    return Fail("not_cancellable", "the update is already switching; it will finish or roll back");
+  cancel_reason_ = "cancelled by operator";
+  cancel_ = true;
+  cv_.notify_all();
+  return {};
+}
+
+Snapshot Engine::GetSnapshot() {
+  std::lock_guard lock(mutex_);
+  return snapshot_;
+}
+
+bool Engine::CancelRequested(std::int64_t) { return cancel_.load(); }
+
+void Engine::Report(const TxnRow& row, const std::string& status, int progress,
+                    const std::string& msg, const nlohmann::json& downloads) {
+  nlohmann::json e = {{"id", row.cmd_id}, {"rev", row.rev}, {"seq", row.seq}, {"status", status},
+                      {"progress", progress}, {"msg", msg}};
+  if (!downloads.is_null()) e["downloads"] = downloads;
+  reporter_.Progress(e);
+  std::lock_guard lock(mutex_);
+  snapshot_.status = status;
+}
+
+std::string Engine::InstanceOf(const manifest::Container& c) const {
+  return c.name + "-" + c.content_key.substr(0, 12);
+}
+
+runtime::ContainerSpec Engine::SpecFor(const manifest::Container& c) {
+  runtime::ContainerSpec s;
+  s.name = c.name;
+  s.instance = InstanceOf(c);
+  s.rootfs_image = cache_.PathOf(c.root_volume.block);
+  if (!c.config_block.empty()) s.lxc_config = fs::ReadFile(cache_.PathOf(c.config_block)).value_or("");
+  for (const auto& [path, file] : c.config_files) {
+    if (!file.block.empty()) {
+      s.config_files.emplace_back(path, cache_.PathOf(file.block));
+      continue;
+    }
+    // pvr inlines JSON config files: they live beside the mounts, keyed by content as well.
+    auto inline_path = options_.data_dir / "inline" / c.content_key / path;
+    if (!std::filesystem::exists(inline_path)) {
+      (void)fs::MakeDirs(inline_path.parent_path());
+      if (auto r = fs::WriteFileAtomic(inline_path, file.inline_json); !r)
+        log::Error(kLog, r.error().String());
+    }
+    s.config_files.emplace_back(path, inline_path);
+  }
+  for (const auto& [name, persistence] : c.storage) s.storage.push_back({name, persistence});
+  return s;
+}
+
+void Engine::RunnerMain() {
+  Recover();
+  while (true) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stop_) return;
+      wake_ = false;
+    }
+    auto open = journal_->OpenTransactions();
+    if (!open) {
+      log::Error(kLog, open.error().String());
+    } else if (!open->empty()) {
+      // Only the newest waiting update matters: the older ones are superseded.
+      TxnRow& newest = open->back();
+      for (size_t i = 0; i + 1 < open->size(); ++i) {
+        TxnRow& old = (*open)[i];
+        Finish(old, Trigger::kCancel, "CANCELLED", "superseded by " + newest.rev, 0);
+      }
+      Execute(newest);
+      continue;
+    }
+    Monitor();
+    std::unique_lock lock(mutex_);
+    cv_.wait_for(lock, std::chrono::seconds(2), [this] { return stop_ || wake_; });
+  }
+}
+
+ExpectedVoid Engine::Advance(TxnRow& row, Trigger trigger, const std::string& message) {
+  auto next = Next(row.phase, trigger);
+  if (!next)
+    return Fail("illegal_transition", "no transition from " + std::string(PhaseName(row.phase)));
+  return journal_->SetPhase(row, *next, message);
+}
+
+void Engine::Finish(TxnRow& row, Trigger trigger, const std::string& status, const std::string& msg,
+                    int progress) {
+  auto phase = Next(row.phase, trigger).value_or(trigger == Trigger::kRolledBack ? Phase::kRolledBack
+                                                 : trigger == Trigger::kCancel  ? Phase::kCancelled
+                                                                                : Phase::kWontgo);
+  if (auto r = journal_->SetPhase(row, phase, msg); !r) log::Error(kLog, r.error().String());
+  if (phase == Phase::kWontgo || phase == Phase::kCancelled) {
+    auto cur = journal_->Current();
+    auto prev = journal_->Previous();
+    bool kept = (cur && *cur && (*cur)->rev == row.rev) || (prev && *prev && (*prev)->rev == row.rev);
+    if (!kept) (void)cache_.Unpin(row.rev);
+  }
+  Report(row, status, progress, msg);
+  {
+    std::lock_guard lock(mutex_);
+    auto cur = journal_->Current();
+    if (cur && *cur) {
+      snapshot_.rev = (*cur)->rev;
+      snapshot_.seq = (*cur)->seq;
+    }
+  }
+  reporter_.StateChanged();
+}
+
+void Engine::Execute(TxnRow row) {
+  {
+    std::lock_guard lock(mutex_);
+    running_id_ = row.id;
+    running_switching_ = TouchesRunning(row.phase);
+    cancel_ = false;
+  }
+  auto done = [this] {
+    std::lock_guard lock(mutex_);
+    running_id_ = 0;
+    running_switching_ = false;
+  };
+
+  if (row.kind == "rollback" && row.document.empty()) {
+    auto prev = journal_->Previous();
+    if (!prev || !*prev) {
+      Finish(row, Trigger::kRefused, "WONTGO", "no previous revision to roll back to", 0);
+      return done();
+    }
+    row.rev = (*prev)->rev;
+    row.seq = (*prev)->seq;
+    row.document = (*prev)->document;
+    (void)db_->Run("UPDATE transactions SET rev = ?, seq = ?, document = ? WHERE id = ?", row.rev,
+                   row.seq, row.document, row.id);
+  }
+
+  manifest::Revision revision;
+  auto next = ParseDocState(row.document, options_.reject_bsp, &revision);
+  if (!next) {
+    Finish(row, Trigger::kRefused, "WONTGO", next.error().String(), 0);
+    return done();
+  }
+
+  if (!TouchesRunning(row.phase)) {
+    if (auto r = Advance(row, Trigger::kStart); !r) {
+      Finish(row, Trigger::kRefused, "WONTGO", r.error().String(), 0);
+      return done();
+    }
+    if (auto r = Fetch(row, revision); !r) {
+      if (r.error().code == "cancelled") {
+        std::string why;
+        {
+          std::lock_guard lock(mutex_);
+          why = cancel_reason_;
+        }
+        Finish(row, Trigger::kCancel, "CANCELLED", why, 0);
+      } else {
+        Finish(row, Trigger::kRefused, "WONTGO", r.error().String(), 0);
+      }
+      return done();
+    }
+    if (auto r = Advance(row, Trigger::kFetched); !r) {
+      Finish(row, Trigger::kRefused, "WONTGO", r.error().String(), 0);
+      return done();
+    }
+    if (auto r = Stage(*next); !r) {
+      Finish(row, Trigger::kRefused, "WONTGO", r.error().String(), 0);
+      return done();
+    }
+    Report(row, "INPROGRESS", 0, "staged");
+    std::string cancelled_because;
+    {
+      std::lock_guard lock(mutex_);
+      if (cancel_) cancelled_because = cancel_reason_;
+      else running_switching_ = true;  // from here on, cancel is refused
+    }
+    if (!cancelled_because.empty()) {
+      Finish(row, Trigger::kCancel, "CANCELLED", cancelled_because, 0);
+      return done();
+    }
+  }
+
+  // Build the plan against the committed revision.
+  Plan plan;
+  plan.next = std::move(*next);
+  auto cur = journal_->Current();
+  if (cur && *cur) {
+    plan.from_rev = (*cur)->rev;
+    auto cs = ParseDocState((*cur)->document, false);
+    if (cs) plan.current = std::move(*cs);
+  }
+  if (row.phase == Phase::kStaged) (void)journal_->SetFromRev(row, plan.from_rev);
+  std::set<std::string> next_names;
+  for (const auto& c : plan.next.containers) next_names.insert(c.name);
+  if (plan.current) {
+    for (const auto& c : plan.current->containers) {
+      plan.old_instance[c.name] = InstanceOf(c);
+      if (!next_names.count(c.name)) plan.removed.push_back(InstanceOf(c));
+    }
+  }
+  for (const auto& c : plan.next.containers) {
+    auto it = plan.old_instance.find(c.name);
+    if (it == plan.old_instance.end() || it->second != InstanceOf(c)) plan.changed.push_back(&c);
+  }
+
+  if (TouchesRunning(row.phase)) {
+    // Recovered after a restart mid-switch: power lost before commit is a failed update.
+    std::string why = "agent restarted during " + std::string(PhaseName(row.phase));
+    if (row.phase != Phase::kRollingBack) (void)Advance(row, Trigger::kFailed, why);
+    (void)RollBack(row, plan, why);
+    return done();
+  }
+
+  if (auto r = Advance(row, Trigger::kStaged); !r) {
+    Finish(row, Trigger::kRefused, "WONTGO", r.error().String(), 0);
+    return done();
+  }
+  Report(row, "INPROGRESS", 10, "switching " + std::to_string(plan.changed.size()) + " container(s)");
+  auto result = SwitchAndTest(row, plan);
+  if (result) {
+    auto previous_before = journal_->Previous();
+    row.message = "committed";
+    if (auto r = journal_->Commit(row, row.kind == "update"); !r) {
+      result = Unexpected(r.error().WithContext("commit"));
+    } else {
+      if (previous_before && *previous_before && (*previous_before)->rev != row.rev &&
+          (*previous_before)->rev != plan.from_rev)
+        (void)cache_.Unpin((*previous_before)->rev);
+      {
+        std::lock_guard lock(mutex_);
+        snapshot_.rev = row.rev;
+        snapshot_.seq = row.seq;
+        restarts_.clear();
+      }
+      ReleaseUnused();
+      reporter_.Committed(plan.next, row.rev);
+      Report(row, "DONE", 100, row.kind == "rollback" ? "rolled back to " + row.rev : "committed");
+      Monitor();
+      reporter_.StateChanged();
+      return done();
+    }
+  }
+  (void)Advance(row, Trigger::kFailed, result.error().String());
+  (void)RollBack(row, plan, result.error().String());
+  done();
+}
+
+ExpectedVoid Engine::Fetch(TxnRow& row, const manifest::Revision& rev) {
+  std::vector<cache::BlockRef> blocks;
+  std::vector<std::string> ids;
+  // Only what Gantry acts on is fetched; ignored keys' blocks (bsp/*) stay on the server.
+  for (const auto& id : rev.state.ReferencedBlocks()) {
+    auto it = rev.objects.find(id);
+    blocks.push_back({id, it == rev.objects.end() ? 0 : it->second});
+    ids.push_back(id);
+  }
+  if (auto r = cache_.Pin(row.rev, ids); !r) return r;
+  if (auto r = cache_.CheckSpace(blocks); !r) return r;
+  cache::FetchRequest req;
+  req.blocks = blocks;
+  req.objects_base = !row.objects_base.empty() ? row.objects_base : rev.objects_base.value_or("");
+  req.parallel = options_.parallel_downloads;
+  req.ca_file = options_.ca_file;
+  req.cancel = &cancel_;
+  auto last = std::make_shared<int>(-1);
+  TxnRow copy = row;
+  req.on_progress = [this, copy, last](const cache::Progress& p) {
+    int pct = p.total_bytes ? static_cast<int>(p.done_bytes * 100 / p.total_bytes) : 100;
+    if (pct == *last) return;
+    *last = pct;
+    Report(copy, "DOWNLOADING", pct, "downloading",
+           {{"total_bytes", p.total_bytes}, {"done_bytes", p.done_bytes}, {"objects", p.objects},
+            {"objects_done", p.objects_done}});
+  };
+  std::uint64_t total = 0;
+  for (auto& b : blocks) total += b.size;
+  Report(row, "DOWNLOADING", 0, "downloading",
+         {{"total_bytes", total}, {"done_bytes", 0}, {"objects", blocks.size()}, {"objects_done", 0}});
+  if (req.objects_base.empty() && std::any_of(blocks.begin(), blocks.end(), [&](auto& b) { return !cache_.Has(b.id); }))
+    return Fail("no_source", "no objects_base given and blocks are missing from the cache");
+  return cache_.Fetch(req);
+}
+
+ExpectedVoid Engine::Stage(const manifest::State& next) {
+  for (const auto& c : next.containers) {
+    auto spec = SpecFor(c);
+    if (auto r = manifest::CheckLxcConfig(spec.lxc_config, options_.allow_lxc_keys); !r)
+      return Unexpected(r.error().WithContext("container " + c.name));
+    if (auto r = runtime_.Prepare(spec); !r)
+      return Unexpected(r.error().WithContext("preparing " + c.name));
+  }
+  return {};
+}
+
+ExpectedVoid Engine::ReachGoal(const manifest::Container& c, const std::string& instance,
+                               int timeout_s) {
+  auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+  while (true) {
+    auto st = runtime_.GetStatus(instance);
+    if (!st) return Unexpected(st.error());
+    if (st->state == runtime::State::kRunning) {
+      if (c.status_goal != "READY" || !c.health) return {};
+      auto code = runtime_.Exec(instance, c.health->argv, std::max(1, c.health->timeout_s));
+      if (code && *code == 0) return {};
+    } else if (st->state != runtime::State::kStarting) {
+      return Fail("container_exited", "container " + c.name + " is " +
+                                          runtime::StateName(st->state) + " before reaching " +
+                                          c.status_goal);
+    }
+    if (Clock::now() >= deadline)
+      return Fail("goal_timeout", "container " + c.name + " did not reach " + c.status_goal +
+                                      " within " + std::to_string(timeout_s) + " s");
+    std::this_thread::sleep_for(c.status_goal == "READY" && c.health
+                                    ? std::chrono::milliseconds(std::max(100, c.health->interval_s * 1000))
+                                    : options_.poll);
+  }
+}
+
+ExpectedVoid Engine::SwitchAndTest(TxnRow& row, const Plan& plan) {
+  std::set<const manifest::Container*> changed(plan.changed.begin(), plan.changed.end());
+  for (const auto& group : plan.next.groups) {
+    for (const auto& c : plan.next.containers) {
+      if (c.group != group.name || !changed.count(&c)) continue;
+      std::string inst = InstanceOf(c);
+      auto old = plan.old_instance.find(c.name);
+      bool has_old = old != plan.old_instance.end();
+      if (c.status_goal == "MOUNTED") {
+        if (has_old) (void)runtime_.Stop(old->second, options_.stop_timeout_s);
+        continue;
+      }
+      if (c.update_strategy == "start-first") {
+        if (auto r = runtime_.Start(inst); !r) return Unexpected(r.error().WithContext("starting " + c.name));
+        if (auto r = ReachGoal(c, inst, group.timeout_s); !r) return r;
+        if (has_old)
+          if (auto r = runtime_.Stop(old->second, options_.stop_timeout_s); !r) return r;
+      } else {
+        if (has_old)
+          if (auto r = runtime_.Stop(old->second, options_.stop_timeout_s); !r) return r;
+        if (auto r = runtime_.Start(inst); !r) return Unexpected(r.error().WithContext("starting " + c.name));
+        if (auto r = ReachGoal(c, inst, group.timeout_s); !r) return r;
+      }
+      log::Info(kLog, "switched " + c.name + " to " + inst);
+    }
+  }
+  for (const auto& inst : plan.removed) (void)runtime_.Stop(inst, options_.stop_timeout_s);
+
+  if (auto r = Advance(row, Trigger::kSwitched); !r) return r;
+  Report(row, "TESTING", 0, "commit window " + std::to_string(options_.commit_window_s) + " s");
+  auto start = Clock::now();
+  auto window = std::chrono::seconds(options_.commit_window_s);
+  while (true) {
+    for (const auto& c : plan.next.containers) {
+      if (c.status_goal == "MOUNTED") continue;
+      auto st = runtime_.GetStatus(InstanceOf(c));
+      if (!st) return Unexpected(st.error());
+      if (st->state != runtime::State::kRunning)
+        return Fail("container_exited", "container " + c.name + " " + runtime::StateName(st->state) +
+                                            " during TESTING");
+    }
+    if (Clock::now() - start >= window) return {};
+    {
+      std::unique_lock lock(mutex_);
+      if (stop_) return Fail("stopping", "agent stopping during TESTING");
+    }
+    std::this_thread::sleep_for(options_.poll);
+  }
+}
+
+ExpectedVoid Engine::RollBack(TxnRow& row, const Plan& plan, const std::string& why) {
+  Report(row, "INPROGRESS", 0, "rolling back: " + why);
+  std::set<std::string> keep;
+  for (const auto& [name, inst] : plan.old_instance) keep.insert(inst);
+  for (auto it = plan.changed.rbegin(); it != plan.changed.rend(); ++it) {
+    auto inst = InstanceOf(**it);
+    if (!keep.count(inst)) (void)runtime_.Stop(inst, options_.stop_timeout_s);
+  }
+  std::string failures;
+  if (plan.current) {
+    for (const auto& group : plan.current->groups) {
+      for (const auto& c : plan.current->containers) {
+        if (c.group != group.name || c.status_goal == "MOUNTED") continue;
+        auto inst = InstanceOf(c);
+        if (auto r = runtime_.Prepare(SpecFor(c)); !r) failures += " " + r.error().String();
+        if (auto r = runtime_.Start(inst); !r) failures += " " + r.error().String();
+      }
+    }
+  }
+  std::string target = plan.from_rev.empty() ? "no revision (nothing committed)" : plan.from_rev;
+  std::string msg = why + "; rolled back to " + target;
+  if (!failures.empty()) msg += "; rollback problems:" + failures;
+  Finish(row, Trigger::kRolledBack, "ERROR", msg, 100);
+  ReleaseUnused();
+  Monitor();
+  return {};
+}
+
+void Engine::Recover() {
+  auto open = journal_->OpenTransactions();
+  if (!open) {
+    log::Error(kLog, "recovery: " + open.error().String());
+    return;
+  }
+  for (auto& row : *open) {
+    if (TouchesRunning(row.phase)) {
+      log::Warn(kLog, "recovery: transaction " + std::to_string(row.id) + " was " +
+                          std::string(PhaseName(row.phase)) + "; rolling back");
+      Execute(row);
+    }
+  }
+  EnsureCurrentRunning();
+}
+
+void Engine::EnsureCurrentRunning() {
+  auto cur = journal_->Current();
+  if (!cur || !*cur) return;
+  auto state = ParseDocState((*cur)->document, false);
+  if (!state) {
+    log::Error(kLog, "committed revision does not parse: " + state.error().String());
+    return;
+  }
+  for (const auto& c : state->containers) {
+    auto inst = InstanceOf(c);
+    auto st = runtime_.GetStatus(inst);
+    if (st && st->state == runtime::State::kRunning) continue;  // adopted as it is
+    if (auto r = runtime_.Prepare(SpecFor(c)); !r) {
+      log::Error(kLog, "preparing " + c.name + ": " + r.error().String());
+      continue;
+    }
+    if (c.status_goal == "MOUNTED") continue;
+    if (auto r = runtime_.Start(inst); !r) log::Error(kLog, "starting " + c.name + ": " + r.error().String());
+  }
+  Monitor();
+}
+
+void Engine::Monitor() {
+  auto cur = journal_->Current();
+  std::vector<ContainerView> views;
+  if (cur && *cur) {
+    auto state = ParseDocState((*cur)->document, false);
+    if (state) {
+      for (const auto& c : state->containers) {
+        auto inst = InstanceOf(c);
+        auto st = runtime_.GetStatus(inst);
+        std::string s = st ? runtime::StateName(st->state) : "FAILED";
+        if (st && st->state != runtime::State::kRunning && c.status_goal != "MOUNTED" &&
+            c.restart_policy == "container") {
+          if (runtime_.Start(inst)) {
+            std::lock_guard lock(mutex_);
+            ++restarts_[c.name];
+            s = "RUNNING";
+          }
+        }
+        int restarts;
+        {
+          std::lock_guard lock(mutex_);
+          restarts = restarts_[c.name];
+        }
+        views.push_back({c.name, c.group, s, (*cur)->rev, restarts});
+      }
+    }
+  }
+  bool changed;
+  {
+    std::lock_guard lock(mutex_);
+    changed = views.size() != snapshot_.containers.size();
+    for (size_t i = 0; !changed && i < views.size(); ++i)
+      changed = views[i].state != snapshot_.containers[i].state ||
+                views[i].restarts != snapshot_.containers[i].restarts;
+    snapshot_.containers = std::move(views);
+  }
+  if (changed) reporter_.StateChanged();
+}
+
+void Engine::ReleaseUnused() {
+  std::set<std::string> keep;
+  for (auto rev : {journal_->Current(), journal_->Previous()}) {
+    if (!rev || !*rev) continue;
+    auto state = ParseDocState((*rev)->document, false);
+    if (!state) continue;
+    for (const auto& c : state->containers) keep.insert(InstanceOf(c));
+  }
+  auto all = runtime_.List();
+  if (!all) return;
+  for (const auto& inst : *all) {
+    if (keep.count(inst)) continue;
+    if (auto r = runtime_.Release(inst); !r) log::Warn(kLog, "releasing " + inst + ": " + r.error().String());
+  }
+}
+
+}  // namespace gantry::txn

@@ -1,0 +1,121 @@
+#pragma once
+// The update engine (DESIGN §4): one runner thread takes open transactions one at a time and
+// drives them through the phase table, writing each phase to SQLite before its side effect.
+// The agent's loop submits and cancels; the runner reports through a thread-safe Reporter.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cache/block_cache.hpp"
+#include "core/error.hpp"
+#include "manifest/revision.hpp"
+#include "runtime/runtime.hpp"
+#include "store/db.hpp"
+#include "txn/journal.hpp"
+
+namespace gantry::txn {
+
+struct EngineOptions {
+  std::filesystem::path data_dir;
+  int commit_window_s = 10;
+  int stop_timeout_s = 5;
+  int parallel_downloads = 4;
+  bool reject_bsp = false;
+  std::vector<std::string> allow_lxc_keys;
+  std::optional<std::string> ca_file;  // for https block servers
+  std::chrono::milliseconds poll{200};
+};
+
+// Called from the runner thread; implementations post to the agent's loop.
+class Reporter {
+ public:
+  virtual ~Reporter() = default;
+  // {"id", "rev", "seq", "status", "progress", "msg", "downloads"}: the reporter adds "ts".
+  virtual void Progress(const nlohmann::json& event) = 0;
+  // The committed revision or the containers changed: republish P/state.
+  virtual void StateChanged() = 0;
+  // A revision was committed (for the relay's sensor firmware).
+  virtual void Committed(const manifest::State& state, const std::string& rev) = 0;
+};
+
+struct ContainerView {
+  std::string name, group, state, rev;
+  int restarts = 0;
+};
+
+struct Snapshot {
+  std::optional<std::string> rev;  // committed revision running; nullopt before the first commit
+  std::int64_t seq = 0;
+  std::string status;  // phase of the latest transaction, or "DONE"/"IDLE"
+  std::vector<ContainerView> containers;
+};
+
+class Engine {
+ public:
+  Engine(const std::filesystem::path& db_path, cache::BlockCache& cache, runtime::Runtime& runtime,
+         Reporter& reporter, EngineOptions options);
+  ~Engine();
+
+  ExpectedVoid Open();  // opens the runner's own database connection
+  void Start();         // recovery, then the runner
+  void Stop();
+
+  // Loop thread. Wakes the runner after a transaction row was inserted; supersedes an
+  // update not yet switching (it ends CANCELLED "superseded by <rev>").
+  void Wake(std::optional<std::string> superseded_by = std::nullopt);
+  // Cancels the running update if it has not begun switching. Error "not_cancellable".
+  ExpectedVoid Cancel();
+  Snapshot GetSnapshot();
+
+ private:
+  struct Plan;
+  void RunnerMain();
+  void Recover();
+  void Execute(TxnRow row);
+  ExpectedVoid Fetch(TxnRow& row, const manifest::Revision& rev);
+  ExpectedVoid Stage(const manifest::State& next);
+  ExpectedVoid SwitchAndTest(TxnRow& row, const Plan& plan);
+  ExpectedVoid RollBack(TxnRow& row, const Plan& plan, const std::string& why);
+  ExpectedVoid Advance(TxnRow& row, Trigger trigger, const std::string& message = "");
+  // Ends the transaction in the phase the table gives for trigger and reports status.
+  void Finish(TxnRow& row, Trigger trigger, const std::string& status, const std::string& msg, int progress);
+  ExpectedVoid ReachGoal(const manifest::Container& c, const std::string& instance, int timeout_s);
+  void EnsureCurrentRunning();
+  void Monitor();
+  void ReleaseUnused();
+  void Report(const TxnRow& row, const std::string& status, int progress, const std::string& msg,
+              const nlohmann::json& downloads = nullptr);
+  bool CancelRequested(std::int64_t id);
+  runtime::ContainerSpec SpecFor(const manifest::Container& c);
+  std::string InstanceOf(const manifest::Container& c) const;
+
+  std::filesystem::path db_path_;
+  std::optional<store::Db> db_;
+  std::optional<Journal> journal_;
+  cache::BlockCache& cache_;
+  runtime::Runtime& runtime_;
+  Reporter& reporter_;
+  EngineOptions options_;
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool wake_ = false;
+  std::int64_t running_id_ = 0;
+  bool running_switching_ = false;
+  std::atomic<bool> cancel_{false};
+  std::string cancel_reason_;
+  Snapshot snapshot_;
+  std::map<std::string, int> restarts_;  // by container name, for the committed revision
+  std::thread runner_;
+};
+
+}  // namespace gantry::txn

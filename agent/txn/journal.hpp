@@ -1,0 +1,65 @@
+#pragma once
+// What the transaction engine persists (tables transactions, revisions, meta). Each thread
+// uses its own Journal over its own Db connection.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "store/db.hpp"
+#include "txn/phase.hpp"
+
+namespace gantry::txn {
+
+struct TxnRow {
+  std::int64_t id = 0;
+  std::string cmd_id;
+  std::string kind;  // update | rollback
+  std::string rev;
+  std::int64_t seq = 0;
+  Phase phase = Phase::kQueued;
+  std::string document;  // the revision document (JSON text)
+  std::string objects_base;
+  std::string from_rev;  // committed revision when the switch began
+  int store_count = 0;
+  std::string message;
+};
+
+struct RevisionRow {
+  std::string rev;
+  std::int64_t seq = 0;
+  std::string document;
+};
+
+// A transaction written more often than this is looping: the engine forces a rollback.
+inline constexpr int kMaxStoreCount = 64;
+
+class Journal {
+ public:
+  explicit Journal(store::Db& db) : db_(db) {}
+
+  Expected<std::int64_t> Insert(const TxnRow& row);
+  Expected<std::vector<TxnRow>> OpenTransactions();  // final = 0, oldest first
+  Expected<std::optional<TxnRow>> Get(std::int64_t id);
+  // Writes the phase (and message), bumping the store counter; error "loop" past the limit.
+  ExpectedVoid SetPhase(TxnRow& row, Phase phase, const std::string& message = "");
+  ExpectedVoid SetFromRev(TxnRow& row, const std::string& from_rev);
+
+  // The revision now running, the rollback target and the anti-rollback high-water mark.
+  Expected<std::optional<RevisionRow>> Current();
+  Expected<std::optional<RevisionRow>> Previous();
+  Expected<std::int64_t> HighSeq();
+  // In one SQLite transaction: row → COMMITTED, current = row's revision, previous = the
+  // old current, high_seq raised (never lowered), revisions other than these two dropped.
+  ExpectedVoid Commit(TxnRow& row, bool raise_high_seq);
+
+ private:
+  Expected<std::optional<std::string>> Meta(const std::string& key);
+  ExpectedVoid SetMeta(const std::string& key, const std::string& value);
+  Expected<std::optional<RevisionRow>> Revision(const std::string& rev);
+
+  store::Db& db_;
+};
+
+}  // namespace gantry::txn
