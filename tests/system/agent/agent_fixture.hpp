@@ -36,12 +36,21 @@ struct Received {
   std::string correlation;
 };
 
+struct Tls {
+  std::string ca, cert, key;
+};
+
 // An operator-side MQTT client that records everything under gantry/<device>/#.
 class Operator {
  public:
   Operator(const std::string& uri, const std::string& device, int version, const std::string& client_id,
-           std::vector<std::string> extra_subscriptions = {}) {
+           std::vector<std::string> extra_subscriptions = {}, const Tls* tls = nullptr) {
     mqtt::Options o;
+    if (tls) {
+      o.ca_file = tls->ca;
+      o.cert_file = tls->cert;
+      o.key_file = tls->key;
+    }
     o.uri = uri;
     o.client_id = client_id;
     o.version = version;
@@ -134,15 +143,19 @@ class AgentFixture {
     Spit(dir_.path() / "gantryd.json", config.dump(2));
     agent_.Start({BuildDir() + "/gantryd", "--config", (dir_.path() / "gantryd.json").string(), "-v"},
                  log_file());
-    if (!op_) op_ = std::make_unique<Operator>(broker_.uri(UriScheme()), device, version_, "operator-" + device);
+    op();
   }
   void StopAgent() { agent_.Stop(); }
   void KillAgent() { agent_.Kill(SIGKILL); }
   Operator& op() {
-    if (!op_) op_ = std::make_unique<Operator>(broker_.uri(UriScheme()), device, version_, "operator-" + device);
+    if (!op_)
+      op_ = std::make_unique<Operator>(broker_.uri(UriScheme()), device, version_, "operator-" + device,
+                                       std::vector<std::string>{}, operator_tls ? &*operator_tls : nullptr);
     return *op_;
   }
-  std::string UriScheme() const { return "tcp"; }
+  std::string UriScheme() const { return operator_tls ? "ssl" : "tcp"; }
+  // Set before StartAgent() when the broker requires TLS client certificates.
+  std::optional<Tls> operator_tls;
 
   std::string Prefix() const { return "gantry/" + device; }
 
