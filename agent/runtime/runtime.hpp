@@ -71,8 +71,8 @@ class Runtime {
   // Starts a prepared instance daemonized (it outlives the agent); returns once LXC reports
   // it RUNNING. Starting a running instance succeeds. "boot" storage is cleared here.
   virtual ExpectedVoid Start(const std::string& instance) = 0;
-  // Sends the container's halt signal and waits up to timeout_s, then SIGKILLs it. Stopping a
-  // stopped instance succeeds.
+  // Sends the container's halt signal and waits up to timeout_s, then SIGKILLs it (timeout_s
+  // <= 0: SIGKILL at once). Stopping a stopped or absent instance succeeds.
   virtual ExpectedVoid Stop(const std::string& instance, int timeout_s) = 0;
   virtual Expected<Status> GetStatus(const std::string& instance) = 0;
   // Runs argv inside the running container and returns its exit code (128+signal when killed

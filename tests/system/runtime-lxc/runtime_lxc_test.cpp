@@ -406,6 +406,7 @@ TEST_F(RuntimeLxc, PreparedButNotStartedIsStopped) {
   ASSERT_TRUE(rt_->Prepare(s));
   EXPECT_EQ(StatusOf(s.instance).state, State::kStopped);
   EXPECT_EQ(StatusOf("nothing-here").state, State::kAbsent);
+  EXPECT_TRUE(rt_->Stop("nothing-here", 1)) << "stopping an absent instance succeeds";
   auto r = rt_->Exec(s.instance, {"true"}, 5);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, "not_running");
