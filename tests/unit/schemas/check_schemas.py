@@ -22,6 +22,11 @@ Parts (one ctest each):
              checks the protected header, which a schema cannot see); an envelope that the
              agent's own signer makes is schema-valid
 
+Also a tool for other tests (exit 0 when every document is valid, 1 naming each error):
+  check_schemas.py validate --schema progress [--lines] [FILE...]
+validates each FILE (stdin when none) against schemas/<schema>.schema.json; with --lines
+every non-empty line is one document (e.g. what mosquitto_sub printed).
+
 Pattern semantics: draft 2020-12 patterns are ECMA-262, where "$" matches only at the end.
 Python's re also matches "$" before a final newline, so patterns are rewritten ("$" → "\\Z")
 before validating; check_schema always sees the files as they are.
@@ -115,8 +120,14 @@ class Schemas:
         return Draft202012Validator(schema, registry=registry)
 
     def errors(self, name, doc):
-        return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
-                for e in self.validator(name).iter_errors(doc)]
+        out = []
+        for e in self.validator(name).iter_errors(doc):
+            # For oneOf/anyOf, name the branch that came closest rather than "not valid under
+            # any of the given schemas".
+            while e.context:
+                e = jsonschema.exceptions.best_match(e.context)
+            out.append(f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}")
+        return out
 
 
 def load_json(path):
@@ -547,15 +558,38 @@ PARTS = {"meta": part_meta, "examples": part_examples, "samples": part_samples,
          "manifest": part_manifest}
 
 
+def validate(schemas, args):
+    if args.schema not in schemas.raw:
+        return [f"no schema named {args.schema!r} (one of {', '.join(sorted(schemas.raw))})"]
+    failures, count = [], 0
+    for name in args.files or ["-"]:
+        text = sys.stdin.read() if name == "-" else open(name, encoding="utf-8").read()
+        docs = [l for l in text.splitlines() if l.strip()] if args.lines else [text]
+        for i, doc_text in enumerate(docs):
+            where = f"{name}:{i + 1}" if args.lines else name
+            count += 1
+            try:
+                doc = json.loads(doc_text)
+            except ValueError as e:
+                failures.append(f"{where}: not JSON: {e}")
+                continue
+            failures += [f"{where}: {err}" for err in schemas.errors(args.schema, doc)]
+    print(f"validate: {count} documents against {args.schema}.schema.json")
+    return failures
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=sorted(PARTS))
+    ap.add_argument("part", choices=sorted(PARTS) + ["validate"])
+    ap.add_argument("files", nargs="*", help="validate: documents (default stdin)")
+    ap.add_argument("--schema", help="validate: the schema's name, e.g. progress")
+    ap.add_argument("--lines", action="store_true", help="validate: one document per line")
     ap.add_argument("--source", default=os.environ.get("GANTRY_SOURCE_DIR",
                                                        os.path.join(HERE, "../../..")))
     ap.add_argument("--verdict", help="the config_verdict binary (part config)")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()
     schemas = Schemas(args.source)
-    failures = PARTS[args.part](schemas, args)
+    failures = validate(schemas, args) if args.part == "validate" else PARTS[args.part](schemas, args)
     for f in failures:
         print(f"FAIL: {f}", file=sys.stderr)
     print(f"{args.part}: {'FAILED' if failures else 'ok'} "
