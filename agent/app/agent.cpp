@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -20,7 +21,10 @@
 #include "core/log.hpp"
 #include "core/time.hpp"
 #include "crypto/jws.hpp"
+#include "gantry_plugin.h"
 #include "mqtt/client.hpp"
+#include "relay/relay_engine.hpp"
+#include "relay/transport.hpp"
 #include "runtime/runtime.hpp"
 #include "status/outbox.hpp"
 #include "store/db.hpp"
@@ -41,6 +45,22 @@ Expected<int> LockDataDir(const std::filesystem::path& data_dir) {
     return Fail("locked", "another gantryd holds " + path.string());
   }
   return fd;
+}
+
+relay::RelayEngine* g_relay = nullptr;  // for HostPost; lives on the loop
+
+void HostLog(void*, int level, const char* message) {
+  log::Write(static_cast<log::Level>(std::clamp(level, 0, 3)), "plugin", message ? message : "");
+}
+
+// Plugin threads hand events to the loop; the relay engine takes them there.
+void HostPost(void* ctx, const char* event_json) {
+  auto* loop = static_cast<EventLoop*>(ctx);
+  auto event = nlohmann::json::parse(event_json ? event_json : "", nullptr, false);
+  if (event.is_discarded()) return;
+  loop->Post([event] {
+    if (g_relay) g_relay->OnTransportEvent(event);
+  });
 }
 
 std::optional<std::string> ReadPassword(const std::optional<std::string>& file) {
@@ -155,6 +175,38 @@ int Main(int argc, char** argv) {
   }
   dispatcher.SetEngine(&engine);
 
+  // The sensor relay's transports are plugins too; they start their own threads, so they load
+  // after the runtime plugin's fork.
+  GantryHostV1 host{GANTRY_PLUGIN_ABI_V1, &loop, &HostLog, &HostPost, nullptr};
+  std::unique_ptr<relay::RelayEngine> relay;
+  std::vector<std::unique_ptr<relay::Transport>> transports;
+  for (const auto& name : cfg->relay.transports) {
+    nlohmann::json options = {{"device_id", cfg->device_id},
+                              {"root", cfg->mqtt.root},
+                              {"mqtt_uri", cfg->relay.mqtt_uri.value_or(cfg->mqtt.uri)},
+                              {"version", cfg->mqtt.version},
+                              {"coap_port", cfg->relay.coap_port}};
+    if (!cfg->relay.mqtt_uri) {
+      // Same broker as the agent: the same credentials.
+      if (cfg->mqtt.ca_file) options["ca_file"] = *cfg->mqtt.ca_file;
+      if (cfg->mqtt.cert_file) options["cert_file"] = *cfg->mqtt.cert_file;
+      if (cfg->mqtt.key_file) options["key_file"] = *cfg->mqtt.key_file;
+      if (cfg->mqtt.username) options["username"] = *cfg->mqtt.username;
+      if (mo.password) options["password"] = *mo.password;
+    }
+    auto t = relay::LoadRelayPlugin(cfg->plugin_dir, name, options, &host);
+    if (!t) {
+      log::Error(kLog, t.error().WithContext("loading relay transport " + name).String());
+      return 3;
+    }
+    transports.push_back(std::move(*t));
+  }
+  if (!transports.empty()) {
+    relay = std::make_unique<relay::RelayEngine>(*db, std::move(transports), cfg->relay.max_concurrent,
+                                                 [&](const nlohmann::json& e) { dispatcher.EmitSensor(e); });
+    g_relay = relay.get();
+  }
+
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&signals, &sig);
@@ -163,6 +215,7 @@ int Main(int argc, char** argv) {
   });
   signal_thread.detach();
 
+  if (relay) loop.Post([&] { dispatcher.SetRelay(relay.get()); });
   engine.Start();
   client->Start({
       [&] { loop.Post([&] { dispatcher.OnConnected(); }); },
@@ -188,6 +241,7 @@ int Main(int argc, char** argv) {
   sd_notify(0, "STOPPING=1");
   engine.Stop();
   client->Stop();
+  g_relay = nullptr;
   return 0;
 }
 

@@ -1,6 +1,7 @@
 #include "app/dispatcher.hpp"
 
 #include "core/log.hpp"
+#include "manifest/revision.hpp"
 #include "core/time.hpp"
 #include "mqtt/client.hpp"
 #include "txn/admission.hpp"
@@ -46,8 +47,59 @@ void Dispatcher::StateChanged() {
   loop_.Post([this] { PublishState(); });
 }
 
-void Dispatcher::Committed(const manifest::State&, const std::string& rev) {
+void Dispatcher::Committed(const manifest::State& state, const std::string& rev) {
   log::Info(kLog, "revision " + rev + " committed");
+  loop_.Post([this, state, rev] { GiveFirmware(state, rev); });
+}
+
+void Dispatcher::SetRelay(relay::RelayEngine* relay) {
+  relay_ = relay;
+  if (!relay_) return;
+  txn::Journal journal(db_);
+  auto cur = journal.Current();
+  if (!cur || !*cur) return;
+  auto rev = manifest::ParseRevision((*cur)->document);
+  if (rev) GiveFirmware(rev->state, rev->rev);
+}
+
+void Dispatcher::GiveFirmware(const manifest::State& state, const std::string& rev) {
+  if (!relay_) return;
+  std::vector<relay::Firmware> firmware;
+  for (const auto& s : state.sensors) {
+    relay::Firmware f;
+    f.model = s.model;
+    f.sha256 = s.block;
+    auto path = cache_.PathOf(s.block);
+    std::error_code ec;
+    f.size = s.size.value_or(std::filesystem::file_size(path, ec));
+    f.version = s.version;
+    f.seq = s.seq;
+    f.vid = s.vid;
+    f.cid = s.cid;
+    f.targets = s.targets;
+    f.image = path;
+    firmware.push_back(std::move(f));
+  }
+  if (auto r = relay_->SetFirmware(rev, std::move(firmware)); !r) log::Error(kLog, r.error().String());
+  PublishState();
+}
+
+// Sensor events carry the id of the command whose revision brought the firmware.
+void Dispatcher::EmitSensor(const nlohmann::json& event) {
+  auto e = event;
+  txn::Journal journal(db_);
+  auto cur = journal.Current();
+  std::string rev = cur && *cur ? (*cur)->rev : "";
+  std::string cmd_id;
+  auto st = db_.Prepare("SELECT cmd_id FROM transactions WHERE rev = ? AND state = 'COMMITTED' ORDER BY id DESC LIMIT 1");
+  if (st) {
+    st->Bind(1, rev);
+    if (st->Step().value_or(false)) cmd_id = st->Text(0);
+  }
+  e["id"] = cmd_id;
+  e["rev"] = rev;
+  Emit(e);
+  PublishState();
 }
 
 void Dispatcher::PublishState() {
@@ -61,7 +113,7 @@ void Dispatcher::PublishState() {
   for (const auto& c : snap.containers)
     j["containers"].push_back(
         {{"name", c.name}, {"group", c.group}, {"state", c.state}, {"rev", c.rev}, {"restarts", c.restarts}});
-  j["sensors"] = nlohmann::json::array();
+  j["sensors"] = relay_ ? relay_->SensorsJson() : nlohmann::json::array();
   auto stats = cache_.GetStats();
   if (stats)
     j["cache"] = {{"bytes", stats->bytes}, {"blocks", stats->blocks}, {"quota_bytes", stats->quota_bytes}};

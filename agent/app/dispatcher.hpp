@@ -12,6 +12,7 @@
 #include "core/event_loop.hpp"
 #include "crypto/jws.hpp"
 #include "mqtt/client.hpp"
+#include "relay/relay_engine.hpp"
 #include "status/outbox.hpp"
 #include "store/db.hpp"
 #include "txn/engine.hpp"
@@ -23,6 +24,9 @@ class Dispatcher final : public txn::Reporter {
   Dispatcher(const config::Config& cfg, EventLoop& loop, store::Db& db, cache::BlockCache& cache,
              const crypto::TrustStore& trust, status::Outbox& outbox, mqtt::Client& client);
   void SetEngine(txn::Engine* engine) { engine_ = engine; }
+  // The sensor relay (null when no transport is configured); given the committed revision's
+  // firmware now and after every commit.
+  void SetRelay(relay::RelayEngine* relay);
 
   // Loop thread.
   void OnConnected();
@@ -42,6 +46,8 @@ class Dispatcher final : public txn::Reporter {
   void SendReply(const std::string& reply, const mqtt::Message& request);
   std::optional<std::string> StoredReply(const std::string& id);
   void Emit(const nlohmann::json& event);
+  void GiveFirmware(const manifest::State& state, const std::string& rev);
+  void EmitSensor(const nlohmann::json& event);
 
   const config::Config& cfg_;
   EventLoop& loop_;
@@ -51,6 +57,7 @@ class Dispatcher final : public txn::Reporter {
   status::Outbox& outbox_;
   mqtt::Client& client_;
   txn::Engine* engine_ = nullptr;
+  relay::RelayEngine* relay_ = nullptr;
   std::string prefix_;
   std::string started_at_;
   std::optional<std::string> wake_;  // a transaction was queued: wake the runner after commit
