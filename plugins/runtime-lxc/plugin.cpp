@@ -133,7 +133,7 @@ void* Create(const GantryHostV1* host, const char* config_json, char** error) {
     auto h = json::parse(*hello, nullptr, false);
     std::string version = h.is_object() ? h.value("lxc_version", "?") : "?";
     host->log(host->ctx, GANTRY_LOG_INFO,
-              ("runtime-lxc: helper pid " + std::to_string(pid) + ", liblxc " + version).c_str());
+              ("helper pid " + std::to_string(pid) + ", liblxc " + version).c_str());
   }
   return inst;
 }
