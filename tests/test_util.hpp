@@ -165,13 +165,19 @@ inline std::pair<int, std::string> Sh(const std::string& cmd) {
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
 
+#ifndef GANTRY_TEST_BUILD_DIR
+#define GANTRY_TEST_BUILD_DIR "."
+#endif
+#ifndef GANTRY_TEST_SOURCE_DIR
+#define GANTRY_TEST_SOURCE_DIR ".."
+#endif
 inline std::string BuildDir() {
   const char* d = std::getenv("GANTRY_BUILD_DIR");
-  return d ? d : ".";
+  return d ? d : GANTRY_TEST_BUILD_DIR;
 }
 inline std::string SourceDir() {
   const char* d = std::getenv("GANTRY_SOURCE_DIR");
-  return d ? d : "..";
+  return d ? d : GANTRY_TEST_SOURCE_DIR;
 }
 
 }  // namespace gantry::test

@@ -140,6 +140,15 @@ void Dispatcher::SendReply(const std::string& reply, const mqtt::Message& reques
 }
 
 void Dispatcher::OnMessage(const mqtt::Message& message) {
+  auto started = std::chrono::steady_clock::now();
+  struct Timing {
+    std::chrono::steady_clock::time_point t;
+    ~Timing() {
+      log::Debug(kLog, "command handled in " +
+                           std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
+                                              std::chrono::steady_clock::now() - t).count()) + " us");
+    }
+  } timing{started};
   if (message.retain && message.payload.empty()) return;  // a cleared retained command
   auto parsed = command::Parse(message.payload);
   if (!parsed) {

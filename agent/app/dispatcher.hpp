@@ -32,6 +32,8 @@ class Dispatcher final : public txn::Reporter {
   void OnConnected();
   void OnMessage(const mqtt::Message& message);
   void PublishState();
+  // A relay event: published on P/progress with the committed revision and its command id.
+  void EmitSensor(const nlohmann::json& event);
 
   // txn::Reporter, from the runner thread.
   void Progress(const nlohmann::json& event) override;
@@ -47,7 +49,6 @@ class Dispatcher final : public txn::Reporter {
   std::optional<std::string> StoredReply(const std::string& id);
   void Emit(const nlohmann::json& event);
   void GiveFirmware(const manifest::State& state, const std::string& rev);
-  void EmitSensor(const nlohmann::json& event);
 
   const config::Config& cfg_;
   EventLoop& loop_;

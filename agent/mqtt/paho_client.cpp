@@ -8,6 +8,7 @@
 #include "core/backoff.hpp"
 #include "core/log.hpp"
 #include "mqtt/client.hpp"
+#include "mqtt/nodelay.hpp"
 
 namespace gantry::mqtt {
 namespace {
@@ -148,6 +149,7 @@ class PahoClient final : public Client {
   // whether the session survived.
   void OnConnected() {
     connected_ = true;
+    DisableNagle(BrokerPort(options_.uri));
     log::Info(kLog, "connected to " + options_.uri);
     if (options_.subscriptions.empty()) {
       if (handlers_.on_ready) handlers_.on_ready();
