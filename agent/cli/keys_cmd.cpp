@@ -1,8 +1,10 @@
 // gantryctl keygen / sign: the operator's signing keys and the signed envelope (DESIGN §2).
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "cli/command.hpp"
@@ -32,8 +34,11 @@ struct KeygenArgs {
 void Keygen(const KeygenArgs& a) {
   if (!IsSafeName(a.kid))
     Die(kExitUsage, "--kid '" + a.kid + "' must match ^[a-z0-9][a-z0-9._-]{0,62}$ (it names files)");
-  if (auto d = fs::MakeDirs(a.out, 0700); !d) Die(kExitError, d.error().message);
   auto dir = std::filesystem::path(a.out);
+  std::error_code ec;
+  // A directory we create holds private keys: 0700. An existing one keeps its mode.
+  if (!std::filesystem::is_directory(dir, ec))
+    if (auto d = fs::MakeDirs(dir, 0700); !d) Die(kExitError, d.error().message);
   auto priv = dir / (a.kid + ".key"), pub = dir / (a.kid + ".pem");
   if (auto g = crypto::GenerateKey(a.alg, priv, pub); !g)
     Die(g.error().code == "crypto" || g.error().code == "io" ? kExitError : kExitUsage,
@@ -98,7 +103,7 @@ void RegisterKeyCommands(CLI::App& app) {
         ->required()
         ->check(CLI::IsMember({"EdDSA", "ES256"}));
     sub->add_option("--kid", a->kid, "key id; devices trust it as <kid>.pem")->required();
-    sub->add_option("--out", a->out, "directory for the two files (created 0700)")->required();
+    sub->add_option("--out", a->out, "directory for the two files (created 0700 if missing)")->required();
     sub->callback([a] { Keygen(*a); });
   }
   {

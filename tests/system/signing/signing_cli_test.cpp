@@ -54,6 +54,19 @@ TEST_F(SigningCli, KeygenWritesAPrivateAndAPublicKey) {
   EXPECT_EQ(Ctl("keygen --alg EdDSA --out " + Keys()).first, 2);
 }
 
+TEST_F(SigningCli, KeygenLeavesTheModeOfAnExistingDirectory) {
+  auto shared = dir_.path() / "shared";
+  std::filesystem::create_directories(shared);
+  ::chmod(shared.c_str(), 0755);
+  auto [rc, out] = Ctl("keygen --alg EdDSA --kid ops --out " + shared.string());
+  ASSERT_EQ(rc, 0) << out;
+  struct stat st {};
+  ASSERT_EQ(::stat(shared.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0755u);
+  ASSERT_EQ(::stat((shared / "ops.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
 TEST_F(SigningCli, SignedRevisionVerifiesWithTheKeysDirectory) {
   ASSERT_EQ(Ctl("keygen --alg EdDSA --kid ops-a --out " + Keys()).first, 0);
   ASSERT_EQ(Ctl("keygen --alg ES256 --kid ops-b --out " + Keys()).first, 0);
