@@ -1,6 +1,5 @@
 #include "config/config.hpp"
 
-#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -358,23 +357,25 @@ Expected<Config> Parse(const std::string& json_text, const Overrides& overrides)
     auto end = what.find("] ");
     return Fail("config", "not JSON: " + (end == std::string::npos ? what : what.substr(end + 2)));
   }
-  // Each override names the key it replaces and the flag that set it.
-  const std::pair<const std::optional<std::string>*, std::pair<const char*, const char*>> kSet[] = {
-      {&overrides.device_id, {"/device_id", "--device-id"}},
-      {&overrides.mqtt_uri, {"/mqtt/uri", "--broker"}},
-      {&overrides.data_dir, {"/data_dir", "--data-dir"}}};
+  struct Given {
+    const std::optional<std::string>& value;
+    const char* pointer;  // where it goes in the document
+    const char* path;     // how an error names that key
+    const char* flag;
+  };
+  const Given given[] = {{overrides.device_id, "/device_id", "device_id", "--device-id"},
+                         {overrides.mqtt_uri, "/mqtt/uri", "mqtt.uri", "--broker"},
+                         {overrides.data_dir, "/data_dir", "data_dir", "--data-dir"}};
+  // A document of the wrong shape is refused as it is, overrides or not.
   if (doc.is_object() && (!doc.contains("mqtt") || doc["mqtt"].is_object())) {
-    for (auto& [value, key] : kSet)
-      if (*value) doc[json::json_pointer(key.first)] = **value;
+    for (const auto& g : given)
+      if (g.value) doc[json::json_pointer(g.pointer)] = *g.value;
   }
   Config c;
   if (auto r = ReadConfig(doc, c); !r) {
-    for (auto& [value, key] : kSet) {
-      std::string path = std::string(key.first + 1);
-      std::replace(path.begin(), path.end(), '/', '.');
-      if (*value && r.error().message.rfind(path + ": ", 0) == 0)
-        return Fail("config", r.error().message + " (given with " + key.second + ")");
-    }
+    for (const auto& g : given)
+      if (g.value && r.error().message.rfind(std::string(g.path) + ": ", 0) == 0)
+        return Fail("config", r.error().message + " (given with " + g.flag + ")");
     return Unexpected(r.error());
   }
   return c;
