@@ -324,6 +324,16 @@ Expected<std::uint64_t> BlockCache::Collect(bool full) {
     cached -= *freed;
     freed_total += *freed;
   }
+  if (full) {
+    // Partials of abandoned updates would otherwise stay for a resume that never comes.
+    std::error_code ec;
+    for (auto& f : stdfs::directory_iterator(dir_ / "tmp", ec)) {
+      if (in_flight_.count(f.path().filename().string())) continue;
+      auto size = FileSizeOr0(f.path());
+      std::error_code rm_ec;
+      if (stdfs::remove(f.path(), rm_ec)) freed_total += size;
+    }
+  }
   return freed_total;
 }
 
@@ -400,6 +410,18 @@ ExpectedVoid BlockCache::Fetch(const FetchRequest& request) {
   };
 
   if (!missing.empty()) {
+    {
+      std::lock_guard lock(mutex_);
+      for (auto& b : missing) in_flight_.insert(b.id);
+    }
+    struct Done {
+      BlockCache* self;
+      const std::vector<BlockRef>& blocks;
+      ~Done() {
+        std::lock_guard lock(self->mutex_);
+        for (auto& b : blocks) self->in_flight_.erase(b.id);
+      }
+    } done{this, missing};
     auto space = Measure(missing);
     if (!space) return Unexpected(space.error());
     if (space->required > space->available)

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "core/error.hpp"
@@ -91,7 +92,8 @@ class BlockCache {
   ExpectedVoid Pin(const std::string& rev, const std::vector<std::string>& ids);
   ExpectedVoid Unpin(const std::string& rev);
   // Evicts unpinned blocks, least recently used first, until the cache is within its quota;
-  // with full=true every unpinned block goes. Returns the bytes freed.
+  // with full=true every unpinned block goes, and so do partial downloads that no Fetch is
+  // working on. Returns the bytes freed.
   Expected<std::uint64_t> Collect(bool full = false);
   // Ids of the blocks in objects/ whose bytes do not hash to their name. Read-only.
   Expected<std::vector<std::string>> Verify();
@@ -119,8 +121,9 @@ class BlockCache {
 
   std::filesystem::path dir_;
   Options options_;
-  std::mutex mutex_;  // guards db_
+  std::mutex mutex_;  // guards db_ and in_flight_
   store::Db db_;
+  std::unordered_set<std::string> in_flight_;  // blocks a Fetch is downloading into tmp/
 };
 
 }  // namespace gantry::cache

@@ -363,3 +363,23 @@ TEST(Cache, FileUrlBase) {
   EXPECT_TRUE(c->Has(b.id));
   EXPECT_EQ(f.server.BytesServed(), 0u);
 }
+
+TEST(Cache, FullCollectRemovesAbandonedPartialsButNotOnesBeingFetched) {
+  Fixture f;
+  auto abandoned = Sha("abandoned");
+  test::Spit(f.data.path() / "tmp" / abandoned, std::string(3000, 'a'));
+  auto b = f.Add(1 << 20, 80);
+  f.server.Control("/_fault?path=" + f.Served(b.id) + "&rate_bps=1000000");
+  auto c = f.Open();
+  std::thread t([&] { EXPECT_TRUE(c->Fetch(f.Request({b}))); });
+  auto partial = f.data.path() / "tmp" / b.id;
+  auto end = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < end && !stdfs::exists(partial))
+    std::this_thread::sleep_for(10ms);
+  auto freed = c->Collect(true);
+  t.join();
+  ASSERT_TRUE(freed);
+  EXPECT_EQ(*freed, 3000u);
+  EXPECT_FALSE(stdfs::exists(f.data.path() / "tmp" / abandoned));
+  EXPECT_TRUE(c->Has(b.id));
+}
