@@ -364,6 +364,10 @@ ExpectedVoid RelayEngine::Evaluate(const Sensor& sensor) {
 }
 
 ExpectedVoid RelayEngine::FillSlots() {
+  // Called after every event; most of the time nobody waits, so check that first.
+  auto waiting = LoadJobs("final = 0 AND state = 'WAITING' LIMIT 1");
+  if (!waiting) return Unexpected(waiting.error());
+  if (waiting->empty()) return {};
   auto open = LoadJobs("final = 0 ORDER BY id");
   if (!open) return Unexpected(open.error());
   int active = static_cast<int>(

@@ -126,8 +126,10 @@ class Sim {
  public:
   explicit Sim(Flags f)
       : flags(std::move(f)),
-        client_(flags.broker, "sim-" + flags.prefix + std::to_string(flags.first) + "-" +
-                                  std::to_string(getpid())),
+        // Paho's command queue holds 100 messages by default; N sensors publish in bursts.
+        client_(flags.broker,
+                "sim-" + flags.prefix + std::to_string(flags.first) + "-" + std::to_string(getpid()),
+                mqtt::create_options(MQTTVERSION_3_1_1, 1000000)),
         rng_(std::random_device{}()) {
     for (int i = 0; i < flags.count; ++i) {
       char id[64];

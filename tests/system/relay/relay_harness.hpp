@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -81,7 +82,11 @@ class RelayHost {
       transports.push_back(std::move(*coap));
     }
     engine_ = std::make_unique<relay::RelayEngine>(*db_, std::move(transports), opt_.max_concurrent,
-                                                   [this](const json& e) { events.push_back(e); });
+                                                   [this](const json& e) {
+                                                     events.push_back(e);
+                                                     by_status_[e["status"]].insert(
+                                                         e["sensor"].get<std::string>());
+                                                   });
   }
   ~RelayHost() {
     // The plugins (inside the engine) stop posting before the loop goes away.
@@ -108,11 +113,8 @@ class RelayHost {
       if (e["sensor"] == sensor) out.push_back(e);
     return out;
   }
-  std::set<std::string> SensorsWithStatus(const std::string& status) const {
-    std::set<std::string> out;
-    for (auto& e : events)
-      if (e["status"] == status) out.insert(e["sensor"].get<std::string>());
-    return out;
+  const std::set<std::string>& SensorsWithStatus(const std::string& status) {
+    return by_status_[status];
   }
   json Stats(const std::string& transport = "mqtt") {
     auto s = engine_->TransportStats(transport);
@@ -136,6 +138,7 @@ class RelayHost {
   }
 
   Options opt_;
+  std::map<std::string, std::set<std::string>> by_status_;  // status → sensors that reported it
   EventLoop loop_;
   GantryHostV1 host_{};
   std::unique_ptr<store::Db> db_;

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Relay benchmark (DESIGN §5): N simulated sensors (default 200) pull a 256 KiB image each over
+# the MQTT relay, chunk 1024, window 4. Prints total time, payload throughput, the relay's CPU
+# seconds and peak RSS, and, as a baseline in the same run on the same broker, mosquitto_pub →
+# mosquitto_sub moving the same bytes in 1 KiB messages.
+#   tests/bench/relay/bench.sh BUILD_DIR
+# Tunables: RELAY_BENCH_SENSORS, RELAY_BENCH_MAX_CONCURRENT (default: all sensors at once).
+set -euo pipefail
+BUILD=$(realpath "${1:?usage: $0 BUILD_DIR}")
+SENSORS=${RELAY_BENCH_SENSORS:-200}
+MAX_CONCURRENT=${RELAY_BENCH_MAX_CONCURRENT:-$SENSORS}
+SIZE=$((256 * 1024))
+CHUNK=1024
+WINDOW=4
+TOTAL=$((SENSORS * SIZE))
+MESSAGES=$((TOTAL / CHUNK))
+
+for bin in gantry-relay-bench-host gantry-sensor-sim; do
+  [ -x "$BUILD/$bin" ] || { echo "relay bench: $BUILD/$bin is not built" >&2; exit 1; }
+done
+for tool in mosquitto mosquitto_pub mosquitto_sub; do
+  command -v "$tool" >/dev/null || { echo "relay bench: $tool is not installed" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$WORK/mosquitto.conf" <<CONF
+listener $PORT 127.0.0.1
+allow_anonymous true
+set_tcp_nodelay true
+max_queued_messages 1000000
+persistence false
+log_dest none
+CONF
+[ "$(id -u)" -eq 0 ] && echo "user root" >>"$WORK/mosquitto.conf"
+mosquitto -c "$WORK/mosquitto.conf" &
+PIDS+=($!)
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+  sleep 0.1
+done
+BROKER="tcp://127.0.0.1:$PORT"
+
+head -c "$SIZE" /dev/urandom >"$WORK/image.bin"
+mkdir -p "$WORK/data"
+
+# --- the relay -----------------------------------------------------------------------------
+GANTRY_BUILD_DIR="$BUILD" "$BUILD/gantry-relay-bench-host" --broker "$BROKER" \
+  --data-dir "$WORK/data" --image "$WORK/image.bin" --count "$SENSORS" \
+  --max-concurrent "$MAX_CONCURRENT" >"$WORK/host.out" 2>"$WORK/host.err" &
+HOST=$!
+PIDS+=($HOST)
+for _ in $(seq 300); do grep -q '^ready' "$WORK/host.out" && break; sleep 0.1; done
+grep -q '^ready' "$WORK/host.out" || { echo "relay bench: host did not start:" >&2; cat "$WORK/host.err" >&2; exit 1; }
+"$BUILD/gantry-sensor-sim" --broker "$BROKER" --count "$SENSORS" --model bench-sensor --seq 1 \
+  --slot $((1 << 20)) --max-chunk "$CHUNK" --window "$WINDOW" --state-dir "$WORK/sims" \
+  --exit-when-done --quiet >"$WORK/sim.out" 2>"$WORK/sim.err" &
+PIDS+=($!)
+if ! wait "$HOST"; then
+  echo "relay bench: the relay did not finish:" >&2
+  tail -n 5 "$WORK/host.err" "$WORK/sim.err" >&2
+  cat "$WORK/host.out" >&2
+  exit 1
+fi
+RESULT=$(tail -1 "$WORK/host.out")
+
+# --- baseline: the same bytes through the same broker, mosquitto_pub → mosquitto_sub -------
+python3 -c "
+import os, sys
+line = os.urandom($CHUNK // 2).hex()   # $CHUNK printable bytes per message
+sys.stdout.write((line + '\n') * $MESSAGES)" >"$WORK/lines"
+mosquitto_sub -p "$PORT" -t bench/baseline -C "$MESSAGES" -W 600 >/dev/null &
+SUB=$!
+PIDS+=($SUB)
+sleep 1  # mosquitto_sub has no readiness signal; its subscription is in well before this
+B_START=$(date +%s.%N)
+mosquitto_pub -p "$PORT" -t bench/baseline -q 0 -l <"$WORK/lines"
+wait "$SUB" || { echo "relay bench: baseline subscriber timed out (messages lost?)" >&2; exit 1; }
+B_END=$(date +%s.%N)
+
+python3 - "$RESULT" "$B_START" "$B_END" "$SENSORS" "$SIZE" "$CHUNK" "$WINDOW" "$MAX_CONCURRENT" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+b_start, b_end = float(sys.argv[2]), float(sys.argv[3])
+sensors, size, chunk, window, conc = map(int, sys.argv[4:9])
+total = sensors * size
+mib = 1024 * 1024
+relay_s = r["elapsed_s"]
+base_s = b_end - b_start
+print(f"relay bench: {sensors} sensors x {size // 1024} KiB, chunk {chunk}, window {window}, "
+      f"max_concurrent {conc}")
+print(f"  relay:    {r['succeeded']} updated, {relay_s:.2f} s, payload {r['payload_bytes'] / mib:.1f} MiB "
+      f"({r['payload_bytes'] - total} B resent), {r['payload_bytes'] / mib / relay_s:.2f} MiB/s, "
+      f"{r['frames']} frames, {r['errors']} err replies")
+print(f"  relay process: CPU {r['cpu_user_s'] + r['cpu_sys_s']:.2f} s (user {r['cpu_user_s']:.2f}, "
+      f"sys {r['cpu_sys_s']:.2f}), peak RSS {r['max_rss_kib'] / 1024:.1f} MiB")
+print(f"  baseline: mosquitto_pub -> mosquitto_sub, {total // chunk} x {chunk} B messages, "
+      f"{base_s:.2f} s, {total / mib / base_s:.2f} MiB/s")
+print(f"  relay throughput / baseline: {(total / relay_s) / (total / base_s):.2f}")
+PY
