@@ -17,8 +17,13 @@ command -v curl >/dev/null || { echo "ingest: curl is missing" >&2; exit 1; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gantry-bench-ingest-XXXXXX")
 SERVER_PID=
 cleanup() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  local rc=$?
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
   rm -rf "$WORK"
+  exit "$rc"
 }
 trap cleanup EXIT
 
