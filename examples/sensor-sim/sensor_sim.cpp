@@ -348,6 +348,7 @@ void Sensor::OnOffer(const std::string& payload) {
     return;
   }
   if (p_.downloaded) {
+    last_activity_ = Clock::now();
     Status(2, 0);
     return;
   }
@@ -413,6 +414,7 @@ void Sensor::Complete() {
     return;
   }
   p_.downloaded = true;
+  last_activity_ = Clock::now();
   Save();
   sim_.Log(id_ + ": image verified (" + got + ")");
   Status(2, 0);
@@ -461,7 +463,16 @@ void Sensor::OnCmd(const std::string& payload) {
 }
 
 void Sensor::Tick(Clock::time_point now) {
-  if (!active_ || p_.downloaded) return;
+  if (!active_) return;
+  // Verified and waiting for the update command: say so again now and then, in case the
+  // command was lost while one side reconnected.
+  if (p_.downloaded) {
+    if (now - last_activity_ > std::chrono::seconds(2)) {
+      last_activity_ = now;
+      Status(2, 0);
+    }
+    return;
+  }
   if (retry_pending_ && now >= retry_at_) return Request();
   // A get or its frames went missing (loss, a reconnect): ask again from where we are.
   if (!retry_pending_ && now - last_activity_ > std::chrono::milliseconds(sim_.flags.timeout_ms))
