@@ -181,7 +181,8 @@ void Engine::Finish(TxnRow& row, Trigger trigger, const std::string& status, con
                                                  : trigger == Trigger::kCancel  ? Phase::kCancelled
                                                                                 : Phase::kWontgo);
   if (auto r = journal_->SetPhase(row, phase, msg); !r) log::Error(kLog, r.error().String());
-  if (phase == Phase::kWontgo || phase == Phase::kCancelled) {
+  // A revision that never committed keeps no blocks from collection (unless it is kept).
+  if (phase == Phase::kWontgo || phase == Phase::kCancelled || phase == Phase::kRolledBack) {
     auto cur = journal_->Current();
     auto prev = journal_->Previous();
     bool kept = (cur && *cur && (*cur)->rev == row.rev) || (prev && *prev && (*prev)->rev == row.rev);
