@@ -1,5 +1,10 @@
 // gantry-relay-mqtt.so: the MQTT downstream transport of DESIGN §5.
 //
+// Options (create()): {"device_id", "root", "mqtt_uri", "version": 4|5, "ca_file",
+// "cert_file", "key_file", "username", "password", "link_rate_bps"}. The host passes
+// relay.mqtt_uri, or the agent's own mqtt.uri (and its TLS settings) when that is null; the
+// plugin then opens a second connection, client id "<device-id>-relay".
+//
 // Threads: Paho's callback thread parses incoming messages and only posts (hello/status go to
 // the agent through host->post_event; gets go to our queue). One worker thread serves the
 // queued gets from the image files and retries the first connection. call() runs on the
