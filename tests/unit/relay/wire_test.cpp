@@ -1,0 +1,38 @@
+#include <gtest/gtest.h>
+
+#include "wire.hpp"
+
+using namespace gantry::relay;
+
+TEST(RelayWire, Crc32IsZlibs) {
+  EXPECT_EQ(wire::Crc32("123456789"), 0xCBF43926u);  // the CRC-32 check value
+  EXPECT_EQ(wire::Crc32(""), 0u);
+}
+
+TEST(RelayWire, FrameHeaderIsBigEndianAndRoundTrips) {
+  std::string bytes = "hello, sensor";
+  auto f = wire::Frame(0x1234, 0x01020304, bytes, true);
+  ASSERT_EQ(f.size(), 16u + bytes.size());
+  EXPECT_EQ(static_cast<unsigned char>(f[0]), 1);     // version
+  EXPECT_EQ(static_cast<unsigned char>(f[1]), 3);     // last | crc
+  EXPECT_EQ(static_cast<unsigned char>(f[2]), 1);     // file
+  EXPECT_EQ(static_cast<unsigned char>(f[4]), 0x12);  // job, big-endian
+  EXPECT_EQ(static_cast<unsigned char>(f[6]), 0x01);  // offset, big-endian
+  EXPECT_EQ(static_cast<unsigned char>(f[9]), 0x04);
+  auto h = wire::Parse(f);
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->job, 0x1234);
+  EXPECT_EQ(h->offset, 0x01020304u);
+  EXPECT_EQ(h->len, bytes.size());
+  EXPECT_EQ(h->crc, wire::Crc32(bytes));
+  EXPECT_EQ(f.substr(16), bytes);
+}
+
+TEST(RelayWire, ParseRefusesTruncatedOrForeignFrames) {
+  auto f = wire::Frame(1, 0, "abc", false);
+  EXPECT_FALSE(wire::Parse(f.substr(0, 10)));
+  EXPECT_FALSE(wire::Parse(f + "x"));  // len does not match the payload
+  auto other = f;
+  other[0] = 2;
+  EXPECT_FALSE(wire::Parse(other));
+}
