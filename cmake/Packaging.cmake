@@ -1,0 +1,44 @@
+# Install layout and the Debian package (cpack -G DEB), included at the end of the top-level
+# CMakeLists.txt. gantryd, the plugins (lib/gantry/plugins = the config's plugin_dir) and the
+# schemas install themselves where they are defined; this file adds the rest.
+#
+#   cmake --build build && (cd build && cpack -G DEB)   # → gantry_<version>_<arch>.deb
+
+# `make install` and cpack install what is built instead of first building every target (tests,
+# fuzzers, benchmarks included): build, then package.
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY TRUE)
+
+if(TARGET gantryctl)
+  install(TARGETS gantryctl DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
+
+# Absolute on purpose: a package puts the unit and the configuration where systemd and the
+# unit's ExecStart look, whatever the prefix.
+install(FILES ${CMAKE_SOURCE_DIR}/systemd/gantryd.service DESTINATION /lib/systemd/system)
+install(FILES ${CMAKE_SOURCE_DIR}/examples/config/gantryd.json DESTINATION /etc/gantry
+        PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+# trust.keys_dir of the shipped configuration: the operator copies public keys here.
+install(DIRECTORY DESTINATION /etc/gantry/keys)
+
+# dpkg keeps an operator's edits of a conffile across upgrades and asks before replacing it.
+file(WRITE ${CMAKE_BINARY_DIR}/packaging/conffiles "/etc/gantry/gantryd.json\n")
+
+set(CPACK_PACKAGE_NAME gantry)
+set(CPACK_PACKAGE_VENDOR "Gantry")
+set(CPACK_PACKAGE_CONTACT "Gantry maintainers <gantry@example.org>")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
+    "MQTT-driven edge gateway update agent: signed, transactional LXC container updates")
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_STRIP_FILES ON)
+set(CPACK_DEBIAN_PACKAGE_MAINTAINER "Gantry maintainers <gantry@example.org>")
+set(CPACK_DEBIAN_PACKAGE_SECTION admin)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_COMPRESSION_TYPE gzip)
+# Debian 12 runtime libraries of what we link (Paho C++ pulls in Paho C), plus the tools the
+# agent and the LXC runtime run: lxc (lxc-utils, AppArmor profiles) and squashfs-tools.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS
+    "libpaho-mqttpp3-1, libpaho-mqtt1.3, liblxc1, libcurl4, libsqlite3-0, libssl3, libsystemd0, libcoap3, lxc, squashfs-tools")
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${CMAKE_BINARY_DIR}/packaging/conffiles)
+set(CPACK_GENERATOR DEB)
+include(CPack)
