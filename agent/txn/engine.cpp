@@ -480,8 +480,9 @@ ExpectedVoid Engine::RollBack(TxnRow& row, const Plan& plan, const std::string& 
   std::string target = plan.from_rev.empty() ? "no revision (nothing committed)" : plan.from_rev;
   std::string msg = why + "; rolled back to " + target;
   if (!failures.empty()) msg += "; rollback problems:" + failures;
-  Finish(row, Trigger::kRolledBack, "ERROR", msg, 100);
+  // The failed revision's instances go before the final status: ERROR means it is all over.
   ReleaseUnused();
+  Finish(row, Trigger::kRolledBack, "ERROR", msg, 100);
   Monitor();
   return {};
 }
