@@ -51,6 +51,7 @@ TEST(Pack, ExamplesPackReproduciblyAndParseWithoutWarnings) {
   TempDir t;
   auto [rc1, out1] = PackCmd(kExamples + "/rev1", t.path() / "a", "--rev rev1 --seq 1 --target gw-0001");
   ASSERT_EQ(rc1, 0) << out1;
+  EXPECT_EQ(out1.find("warning"), std::string::npos) << out1;
   // A copy with other times and modes (as another checkout would have) packs to the same bytes.
   auto copy = t.path() / "copy";
   ASSERT_EQ(Sh("cp -rL " + Q(kExamples + "/rev1") + " " + Q(copy.string()) + " && find " +
@@ -197,6 +198,21 @@ TEST(Pack, BadSourceTreesExit2NamingThePath) {
     EXPECT_EQ(rc, 2) << c.what << ": " << out;
     EXPECT_NE(out.find(c.message), std::string::npos) << c.what << ": " << out;
     EXPECT_FALSE(stdfs::exists(t.path() / "out/revision.json")) << c.what;
+  }
+  // _config files become blocks; an LXC key devices refuse by default is a warning, not an
+  // error (a device's runtime.allow_lxc_keys may list it).
+  {
+    TempDir t;
+    GoodContainer(t.path() / "src", "app");
+    Spit(t.path() / "src/_config/app/etc/app.conf", "level = 3\n");
+    Spit(t.path() / "src/app/lxc.container.conf", "lxc.cap.keep = sys_admin\n");
+    auto [rc, out] = PackCmd((t.path() / "src").string(), t.path() / "o", "--target gw-0001");
+    ASSERT_EQ(rc, 0) << out;
+    EXPECT_NE(out.find("warning: app/lxc.container.conf"), std::string::npos) << out;
+    auto state = ReadJson(t.path() / "o/state.json");
+    ASSERT_TRUE(state.contains("_config/app/etc/app.conf")) << state.dump(2);
+    EXPECT_EQ(Slurp(t.path() / "o/objects" / state["_config/app/etc/app.conf"].get<std::string>()), "level = 3\n");
+    EXPECT_EQ(ReadJson(t.path() / "o/revision.json")["rev"], "src");
   }
   // Bad options are usage errors too; a missing tool is an operational one.
   TempDir t;
