@@ -14,7 +14,7 @@ import pathlib
 MODELS = {
     # model: (version, seq, size in bytes)
     "th-sensor": ("2.1.0", 2, 24 * 1024),
-    "co2-sensor": ("1.4.0", 2, 40 * 1024),
+    "co2-sensor": ("2.2.0", 2, 40 * 1024),
 }
 
 root = pathlib.Path(__file__).resolve().parent / "models"
