@@ -163,12 +163,17 @@ TEST(Swap, KilledDuringSwitchingRollsBackOnRestart) {
 TEST(Swap, KilledDuringTestingRollsBackOnRestart) {
   SwapFixture f;
   ASSERT_EQ(f.reason(), "") << "LXC cannot run here: " << f.reason();
-  f.a.config["update"]["commit_window_s"] = 30;  // the kill lands inside it
   f.a.StartAgent();
   ASSERT_TRUE(f.a.WaitOnline()) << f.a.AgentLog();
   auto e1 = f.Update("u1", "r1", 1, f.State({{.name = "svc", .marker = "t1"}}));
   ASSERT_EQ(e1["status"], "DONE") << f.a.AgentLog();
   auto svc1 = f.RunningInstance("svc");
+  int pid1 = f.InitPid(svc1);
+  f.a.StopAgent();
+  f.a.config["update"]["commit_window_s"] = 30;  // the kill lands inside it
+  f.a.StartAgent();
+  ASSERT_TRUE(f.a.WaitOnline()) << f.a.AgentLog();
+  EXPECT_EQ(f.InitPid(svc1), pid1) << "a restarted agent adopts the running container";
 
   ASSERT_EQ(f.Send("u2", "r2", 2, f.State({{.name = "svc", .marker = "t2"}}))["ok"], true);
   ASSERT_TRUE(f.a.op().WaitFor([&](auto&) { return HasEvent(f.a, "u2", "TESTING"); }, 30s)) << f.a.AgentLog();
