@@ -89,16 +89,16 @@ int Main(int argc, char** argv) {
   }
   if (verbose) log::SetLevel(log::Level::kDebug);
 
-  auto cfg = config::Load(config_file);
+  // Overrides are checked like keys of the file (a bad --device-id exits 2 too).
+  config::Overrides overrides;
+  if (!device_id.empty()) overrides.device_id = device_id;
+  if (!broker.empty()) overrides.mqtt_uri = broker;
+  if (!data_dir.empty()) overrides.data_dir = data_dir;
+  auto cfg = config::Load(config_file, overrides);
   if (!cfg) {
     log::Error(kLog, cfg.error().message);
     return 2;
   }
-  if (!device_id.empty()) {
-    cfg->device_id = device_id;
-  }
-  if (!broker.empty()) cfg->mqtt.uri = broker;
-  if (!data_dir.empty()) cfg->data_dir = data_dir;
 
   // Signals are taken by one thread with sigwait; block them before any thread exists.
   sigset_t signals;

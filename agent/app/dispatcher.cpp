@@ -107,7 +107,7 @@ void Dispatcher::PublishState() {
   auto snap = engine_ ? engine_->GetSnapshot() : txn::Snapshot{};
   j["rev"] = snap.rev ? nlohmann::json(*snap.rev) : nlohmann::json(nullptr);
   j["seq"] = snap.seq;
-  j["status"] = snap.status;
+  j["status"] = snap.status.empty() ? "IDLE" : snap.status;
   j["ts"] = NowRfc3339();
   j["containers"] = nlohmann::json::array();
   for (const auto& c : snap.containers)
@@ -115,8 +115,9 @@ void Dispatcher::PublishState() {
         {{"name", c.name}, {"group", c.group}, {"state", c.state}, {"rev", c.rev}, {"restarts", c.restarts}});
   j["sensors"] = relay_ ? relay_->SensorsJson() : nlohmann::json::array();
   auto stats = cache_.GetStats();
-  if (stats)
-    j["cache"] = {{"bytes", stats->bytes}, {"blocks", stats->blocks}, {"quota_bytes", stats->quota_bytes}};
+  if (!stats) log::Warn(kLog, stats.error().WithContext("cache stats").String());
+  auto s = stats.value_or(cache::Stats{0, 0, cfg_.cache.quota_bytes});
+  j["cache"] = {{"bytes", s.bytes}, {"blocks", s.blocks}, {"quota_bytes", s.quota_bytes}};
   j["agent"] = {{"version", GANTRY_VERSION}, {"started_at", started_at_}};
   if (auto r = outbox_.Enqueue(prefix_ + "/state", j.dump(), 1, true); !r)
     log::Error(kLog, r.error().String());

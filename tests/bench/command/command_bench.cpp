@@ -12,13 +12,15 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-long RssKiB(pid_t pid) {
+// A /proc/<pid>/status field in KiB ("VmRSS", "RssAnon", "RssFile").
+long StatusKiB(pid_t pid, const std::string& field) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
   return -1;
 }
+long RssKiB(pid_t pid) { return StatusKiB(pid, "VmRSS"); }
 
 }  // namespace
 
@@ -33,6 +35,7 @@ int main(int argc, char** argv) {
   }
   std::this_thread::sleep_for(std::chrono::seconds(2));
   long idle_rss = RssKiB(a.agent().pid());
+  long idle_anon = StatusKiB(a.agent().pid(), "RssAnon"), idle_file = StatusKiB(a.agent().pid(), "RssFile");
 
   // Pre-sign every revision so that only the agent's work is timed.
   std::vector<json> commands;
@@ -77,7 +80,7 @@ int main(int argc, char** argv) {
   if (!agent_ms.empty())
     std::printf("  of which inside gantryd (parse, verify, admit, SQLite commit with fsync): p50 %.2f ms   p99 %.2f ms\n",
                 agent_ms[agent_ms.size() / 2], agent_ms[std::min(agent_ms.size() - 1, agent_ms.size() * 99 / 100)]);
-  std::printf("gantryd RSS: idle %.1f MiB (target < 10 MiB), after the run %.1f MiB\n", idle_rss / 1024.0,
-              busy_rss / 1024.0);
+  std::printf("gantryd RSS: idle %.1f MiB (target < 10 MiB; %.1f MiB private heap/stacks, %.1f MiB shared library pages), after the run %.1f MiB\n",
+              idle_rss / 1024.0, idle_anon / 1024.0, idle_file / 1024.0, busy_rss / 1024.0);
   return 0;
 }

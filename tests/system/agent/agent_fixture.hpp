@@ -201,6 +201,32 @@ class AgentFixture {
     return s;
   }
 
+  // Every message the agent published so far is valid against its schema (schemas/), checked
+  // by an independent validator. Returns "" or the validator's complaint.
+  std::string SchemaProblems() {
+    std::map<std::string, std::string> lines;  // schema → one JSON document per line
+    for (auto& r : op().Log()) {
+      if (r.body.is_null() && !r.retained) continue;
+      std::string schema;
+      if (r.topic == Prefix() + "/progress") schema = "progress";
+      else if (r.topic == Prefix() + "/reply") schema = "reply";
+      else if (r.topic == Prefix() + "/state") schema = "device-state";
+      else if (r.topic == Prefix() + "/online") schema = "online";
+      else continue;
+      if (r.body.is_null()) continue;
+      lines[schema] += r.body.dump() + "\n";
+    }
+    std::string problems;
+    for (auto& [schema, text] : lines) {
+      auto file = dir_.path() / ("captured-" + schema + ".jsonl");
+      Spit(file, text);
+      auto [rc, out] = Sh("/usr/bin/python3 " + SourceDir() + "/tests/unit/schemas/check_schemas.py validate --schema " +
+                          schema + " --lines " + file.string());
+      if (rc != 0) problems += schema + ": " + out + "\n";
+    }
+    return problems;
+  }
+
   static bool IsFinal(const std::string& s) {
     return s == "DONE" || s == "ERROR" || s == "WONTGO" || s == "CANCELLED";
   }

@@ -65,6 +65,7 @@ TEST_P(AgentMqtt, SignedRevisionGoesQueuedDownloadingDoneWithBlocksInCache) {
   auto state = a.LastState();
   EXPECT_EQ(state["seq"], 1);
   EXPECT_EQ(state["cache"]["blocks"], 2);
+  EXPECT_EQ(a.SchemaProblems(), "");
 }
 
 TEST_P(AgentMqtt, RevisionSignedWithTheOpensslCommandLineIsAccepted) {
@@ -229,6 +230,7 @@ TEST_P(AgentMqtt, EveryBadInputIsRefusedWithItsReasonAndChangesNothing) {
   auto [rc, out] = Sh(BuildDir() + "/gantryctl cache verify --data-dir " + a.data_dir().string());
   EXPECT_EQ(rc, 0) << out;
   EXPECT_TRUE(a.agent().Running()) << a.AgentLog();
+  EXPECT_EQ(a.SchemaProblems(), "");
 }
 
 TEST_P(AgentMqtt, RepeatedCommandIdIsAnsweredWithTheSameReplyAndExecutedOnce) {
