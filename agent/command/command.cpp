@@ -79,7 +79,8 @@ std::string Reply(const std::optional<std::string>& id, const ExpectedVoid& resu
   j["id"] = id ? nlohmann::json(*id) : nlohmann::json(nullptr);
   j["ok"] = result.has_value();
   if (!result) j["error"] = {{"code", result.error().code}, {"message", result.error().message}};
-  return j.dump();
+  // A bad_json message quotes the offending bytes, which need not be UTF-8.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace gantry::command

@@ -148,7 +148,8 @@ ExpectedVoid Db::Migrate() {
                           std::to_string(newest));
   for (const auto& [version, sql] : Migrations()) {
     if (version <= have) continue;
-    auto r = InTransaction([&]() -> ExpectedVoid {
+    // Captured by name: clang before 16 cannot capture structured bindings.
+    auto r = InTransaction([this, &sql = sql, version = version]() -> ExpectedVoid {
       if (auto e = Exec(sql); !e) return e;
       return Exec("PRAGMA user_version=" + std::to_string(version));
     });
