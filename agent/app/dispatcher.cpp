@@ -14,7 +14,12 @@
 namespace gantry::app {
 namespace {
 constexpr const char* kLog = "dispatch";
+
+// Error messages may quote hostile bytes that are not UTF-8; a strict dump would throw.
+std::string Dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
+}  // namespace
 
 Dispatcher::Dispatcher(const config::Config& cfg, EventLoop& loop, store::Db& db,
                        cache::BlockCache& cache, const crypto::TrustStore& trust,
@@ -27,15 +32,15 @@ void Dispatcher::OnConnected() {
   // every reconnect.
   outbox_.OnConnected();
   nlohmann::json online = {{"online", true}, {"ts", NowRfc3339()}};
-  (void)outbox_.Enqueue(prefix_ + "/online", online.dump(), 1, true);
+  (void)outbox_.Enqueue(prefix_ + "/online", Dump(online), 1, true);
   PublishState();
 }
 
 void Dispatcher::Emit(const nlohmann::json& event) {
   auto e = event;
   e["ts"] = NowRfc3339();
-  log::Info(kLog, "progress " + e.dump());
-  if (auto r = outbox_.Enqueue(prefix_ + "/progress", e.dump(), 1, false); !r)
+  log::Info(kLog, "progress " + Dump(e));
+  if (auto r = outbox_.Enqueue(prefix_ + "/progress", Dump(e), 1, false); !r)
     log::Error(kLog, r.error().String());
 }
 
@@ -119,7 +124,7 @@ void Dispatcher::PublishState() {
   auto s = stats.value_or(cache::Stats{0, 0, cfg_.cache.quota_bytes});
   j["cache"] = {{"bytes", s.bytes}, {"blocks", s.blocks}, {"quota_bytes", s.quota_bytes}};
   j["agent"] = {{"version", GANTRY_VERSION}, {"started_at", started_at_}};
-  if (auto r = outbox_.Enqueue(prefix_ + "/state", j.dump(), 1, true); !r)
+  if (auto r = outbox_.Enqueue(prefix_ + "/state", Dump(j), 1, true); !r)
     log::Error(kLog, r.error().String());
 }
 
