@@ -94,4 +94,25 @@ ExpectedVoid CheckLxcConfig(std::string_view text, const std::vector<std::string
   return {};
 }
 
+std::string WithoutOwnedKeys(std::string_view config_text) {
+  static const char* const kOwned[] = {"lxc.rootfs.path", "lxc.rootfs", "lxc.uts.name", "lxc.utsname",
+                                       "lxc.log.file", "lxc.logfile"};
+  std::string out;
+  size_t start = 0;
+  while (start < config_text.size()) {
+    size_t end = config_text.find('\n', start);
+    if (end == std::string_view::npos) end = config_text.size();
+    std::string_view line = config_text.substr(start, end - start);
+    auto eq = line.find('=');
+    bool owned = false;
+    if (eq != std::string_view::npos) {
+      auto key = Trim(line.substr(0, eq));
+      for (auto* k : kOwned) owned = owned || key == k;
+    }
+    if (!owned) out.append(line).append("\n");
+    start = end + 1;
+  }
+  return out;
+}
+
 }  // namespace gantry::manifest

@@ -19,4 +19,8 @@ namespace gantry::manifest {
 // permit it), "bad_lxc_config" (a line that is not "key = value").
 ExpectedVoid CheckLxcConfig(std::string_view config_text, const std::vector<std::string>& allow_keys);
 
+// The config without the lines Gantry sets itself (DESIGN §2: rootfs path, uts name, log
+// file): pvr-exported configs carry them, and they are overridden rather than refused.
+std::string WithoutOwnedKeys(std::string_view config_text);
+
 }  // namespace gantry::manifest

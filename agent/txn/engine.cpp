@@ -122,7 +122,8 @@ runtime::ContainerSpec Engine::SpecFor(const manifest::Container& c) {
   s.name = c.name;
   s.instance = InstanceOf(c);
   s.rootfs_image = cache_.PathOf(c.root_volume.block);
-  if (!c.config_block.empty()) s.lxc_config = fs::ReadFile(cache_.PathOf(c.config_block)).value_or("");
+  if (!c.config_block.empty())
+    s.lxc_config = manifest::WithoutOwnedKeys(fs::ReadFile(cache_.PathOf(c.config_block)).value_or(""));
   for (const auto& [path, file] : c.config_files) {
     if (!file.block.empty()) {
       s.config_files.emplace_back(path, cache_.PathOf(file.block));

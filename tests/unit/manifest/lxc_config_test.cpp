@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 using gantry::manifest::CheckLxcConfig;
+using gantry::manifest::WithoutOwnedKeys;
 
 TEST(LxcConfig, OrdinaryConfigsPass) {
   const char* config = R"(# a typical container
@@ -72,4 +73,18 @@ TEST(LxcConfig, LinesThatAreNotKeyValueAreRefused) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, "bad_lxc_config");
   EXPECT_NE(r.error().message.find("line 2"), std::string::npos);
+}
+
+TEST(LxcConfig, OwnedKeysOfPvrConfigsAreDroppedNotRefused) {
+  std::string pvr =
+      "lxc.uts.name = web\nlxc.rootfs.path = overlayfs:/volumes/web/root.squashfs:/storage/web\n"
+      "lxc.log.file = /storage/logs/web.log\nlxc.init.cmd = /sbin/init\nlxc.rootfs.options = ro\n";
+  EXPECT_FALSE(CheckLxcConfig(pvr, {}));
+  auto kept = WithoutOwnedKeys(pvr);
+  EXPECT_EQ(kept, "lxc.init.cmd = /sbin/init\nlxc.rootfs.options = ro\n");
+  // What Gantry does not own is still checked: lxc.rootfs.options stays refused.
+  auto r = CheckLxcConfig(kept, {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "lxc_key");
+  EXPECT_TRUE(CheckLxcConfig(WithoutOwnedKeys("lxc.uts.name = a\nlxc.rootfs.path = dir:/x\nlxc.init.cmd = /x\n"), {}));
 }
