@@ -226,13 +226,14 @@ int Main(int argc, char** argv) {
   // systemd: READY once the loop runs; the watchdog is fed from the loop itself, so a stuck
   // loop is restarted.
   std::uint64_t watchdog_us = 0;
+  std::function<void()> feed_watchdog;  // lives as long as the loop runs
   if (sd_watchdog_enabled(0, &watchdog_us) > 0 && watchdog_us > 0) {
     auto period = std::chrono::microseconds(watchdog_us / 2);
-    std::function<void()> feed = [&loop, period, &feed] {
+    feed_watchdog = [&loop, period, &feed_watchdog] {
       sd_notify(0, "WATCHDOG=1");
-      loop.After(period, feed);
+      loop.After(period, feed_watchdog);
     };
-    loop.Post(feed);
+    loop.Post(feed_watchdog);
   }
   loop.Post([] { sd_notify(0, "READY=1\nSTATUS=running"); });
   log::Info(kLog, "device " + cfg->device_id + " on " + cfg->mqtt.uri + ", data in " + cfg->data_dir.string());
