@@ -8,7 +8,7 @@
 #include "core/backoff.hpp"
 #include "core/log.hpp"
 #include "mqtt/client.hpp"
-#include "mqtt/nodelay.hpp"
+#include "core/nodelay.hpp"
 
 namespace gantry::mqtt {
 namespace {

@@ -29,7 +29,7 @@
 #include <mqtt/async_client.h>
 #include <nlohmann/json.hpp>
 
-#include "nodelay.hpp"
+#include "core/nodelay.hpp"
 #include "wire.hpp"
 
 namespace {
@@ -141,7 +141,7 @@ class Sim {
 
   int Run() {
     client_.set_connected_handler([this](const std::string&) {
-      gantry::relay::DisableNagle(gantry::relay::BrokerPort(flags.broker));
+      gantry::DisableNagle(gantry::BrokerPort(flags.broker));
       resubscribe_ = true;
     });
     client_.start_consuming();

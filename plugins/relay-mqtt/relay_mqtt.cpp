@@ -30,7 +30,7 @@
 
 #include "core/names.hpp"
 #include "plugin/gantry_plugin.h"
-#include "nodelay.hpp"
+#include "core/nodelay.hpp"
 #include "wire.hpp"
 
 namespace gantry::relay_mqtt {
@@ -226,7 +226,7 @@ class Relay {
 
   void OnConnected() {
     Log(GANTRY_LOG_INFO, "connected to " + opt_.uri);
-    relay::DisableNagle(relay::BrokerPort(opt_.uri));
+    DisableNagle(BrokerPort(opt_.uri));
     // Never wait inside a Paho callback: subscribe and return.
     try {
       client_->subscribe(base_ + "+/hello", 1);

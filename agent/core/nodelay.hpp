@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <string>
 
-namespace gantry::mqtt {
+namespace gantry {
 
 // Paho C 1.3 leaves Nagle's algorithm on and offers no hook to the socket: each frame after the
 // first of a window then waits for the broker's delayed ACK (~40 ms). Switch it off on every TCP
@@ -47,4 +47,4 @@ inline int BrokerPort(const std::string& uri) {
   return tls ? 8883 : 1883;
 }
 
-}  // namespace gantry::relay
+}  // namespace gantry
