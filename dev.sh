@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Gantry's one entry point for developers and CI.
 #   ./dev.sh demo    install what is missing, build, run the demo
-#   ./dev.sh test    install what is missing, build, run every test (non-zero on any failure)
+#   ./dev.sh test    install what is missing, build, run every test (non-zero on any failure);
+#                    --long runs the reliability tests with long counts (300+ kills)
 #   ./dev.sh bench   install what is missing, build, run the benchmarks
 #   ./dev.sh build   install what is missing, build
 set -euo pipefail
@@ -50,9 +51,19 @@ shift || true
 case "$cmd" in
   build) build "$@" ;;
   test)
+    timeout=900
+    if [ "${1:-}" = "--long" ]; then
+      shift
+      export GANTRY_LONG=1
+      timeout=14400
+    fi
     build
     cd "$BUILD"
-    ctest --output-on-failure --timeout 900 -j1 "$@"
+    rc=0
+    ctest --output-on-failure --timeout "$timeout" -j1 "$@" || rc=$?
+    # The reliability tests' counts (tests/tools/tally.hpp), as the run's last lines.
+    grep -h '^\[tally\]' Testing/Temporary/LastTest.log 2>/dev/null || true
+    exit "$rc"
     ;;
   demo)
     build
