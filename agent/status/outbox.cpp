@@ -23,7 +23,13 @@ ExpectedVoid Outbox::Enqueue(const std::string& topic, const std::string& payloa
     return ins->Run();
   });
   if (!r) return Unexpected(r.error().WithContext("outbox"));
-  Pump();
+  // Inside a caller's transaction the row is not durable yet (and vanishes on rollback):
+  // publishing it now could tell the operator about a command a power cut then forgets. The
+  // caller's handler commits before the loop runs the next task.
+  if (db_.InTransactionNow())
+    loop_.Post([this] { Pump(); });
+  else
+    Pump();
   return {};
 }
 

@@ -107,3 +107,27 @@ TEST(Outbox, OnlyTheNewestUnsentRetainedStateIsKept) {
   EXPECT_EQ(f.client.sent[1].payload, "s2");
   EXPECT_TRUE(f.client.sent[1].retain);
 }
+
+// A row enqueued inside a caller's transaction leaves only after that transaction commits,
+// and never when it rolls back: QUEUED must not reach the operator for a command a power cut
+// could still forget.
+TEST(Outbox, PublishesNothingBeforeTheCallersTransactionCommits) {
+  Fixture f;
+  f.outbox.OnConnected();
+  {
+    store::Transaction tx(f.db);
+    ASSERT_TRUE(f.outbox.Enqueue("p/progress", "rolled-back", 1, false));
+    EXPECT_TRUE(f.client.sent.empty()) << "published inside an uncommitted transaction";
+  }
+  f.Drain();
+  EXPECT_TRUE(f.client.sent.empty()) << "published a rolled-back row";
+  {
+    store::Transaction tx(f.db);
+    ASSERT_TRUE(f.outbox.Enqueue("p/progress", "committed", 1, false));
+    EXPECT_TRUE(f.client.sent.empty());
+    ASSERT_TRUE(tx.Commit());
+  }
+  f.Drain();
+  ASSERT_EQ(f.client.sent.size(), 1u);
+  EXPECT_EQ(f.client.sent[0].payload, "committed");
+}
