@@ -118,8 +118,19 @@ int Main(int argc, char** argv) {
     return 3;
   }
 
+  EventLoop loop;
+  int exit_code = 0;
   // The runtime plugin forks its liblxc helper: it must happen before any other thread starts.
-  auto runtime = runtime::LoadRuntimePlugin(cfg->plugin_dir, cfg->data_dir, nlohmann::json::object());
+  // A helper that dies cannot be replaced in a threaded process, so gantryd exits and the
+  // service manager restarts it; restart recovery resumes or rolls back what was in flight.
+  auto runtime = runtime::LoadRuntimePlugin(
+      cfg->plugin_dir, cfg->data_dir, nlohmann::json::object(), [&loop, &exit_code](const Error& e) {
+        loop.Post([&loop, &exit_code, e] {
+          log::Error(kLog, e.String() + "; exiting so that gantryd is restarted (containers keep running)");
+          exit_code = 3;
+          loop.Stop();
+        });
+      });
   if (!runtime) {
     log::Error(kLog, runtime.error().WithContext("loading the runtime plugin").String());
     return 3;
@@ -142,7 +153,6 @@ int Main(int argc, char** argv) {
   }
   if (trust->size() == 0) log::Warn(kLog, "no trusted keys in " + cfg->trust.keys_dir + ": every update will be refused");
 
-  EventLoop loop;
   std::string prefix = cfg->mqtt.root + "/" + cfg->device_id;
   mqtt::Options mo;
   mo.uri = cfg->mqtt.uri;
@@ -243,7 +253,7 @@ int Main(int argc, char** argv) {
   engine.Stop();
   client->Stop();
   g_relay = nullptr;
-  return 0;
+  return exit_code;
 }
 
 }  // namespace gantry::app

@@ -40,8 +40,8 @@ Expected<State> ParseState(const std::string& s) {
 // are destroyed in reverse order, so destroy() runs before dlclose().
 class PluginRuntime : public Runtime {
  public:
-  PluginRuntime(DlHandle handle, const GantryPluginV1* plugin, void* instance)
-      : handle_(std::move(handle)), plugin_(plugin), instance_(instance) {}
+  PluginRuntime(DlHandle handle, const GantryPluginV1* plugin, void* instance, HelperLost on_helper_lost)
+      : handle_(std::move(handle)), plugin_(plugin), instance_(instance), on_helper_lost_(std::move(on_helper_lost)) {}
   ~PluginRuntime() override { plugin_->destroy(instance_); }
 
   ExpectedVoid Prepare(const ContainerSpec& spec) override {
@@ -125,7 +125,12 @@ class PluginRuntime : public Runtime {
     if (!reply.value("ok", false)) {
       auto err = reply.value("error", nlohmann::json::object());
       if (!err.is_object()) err = nlohmann::json::object();
-      return Fail(err.value("code", "plugin"), err.value("message", std::string(op) + " failed"));
+      auto failure = Error{err.value("code", "plugin"), err.value("message", std::string(op) + " failed")};
+      if (failure.code == "helper" && on_helper_lost_ && !helper_lost_reported_) {
+        helper_lost_reported_ = true;
+        on_helper_lost_(failure);
+      }
+      return Unexpected(std::move(failure));
     }
     return reply;
   }
@@ -133,6 +138,8 @@ class PluginRuntime : public Runtime {
   DlHandle handle_;
   const GantryPluginV1* plugin_;
   void* instance_;
+  HelperLost on_helper_lost_;
+  bool helper_lost_reported_ = false;  // guarded by mu_
   std::mutex mu_;
 };
 
@@ -151,7 +158,8 @@ const char* StateName(State state) {
 
 Expected<std::unique_ptr<Runtime>> LoadRuntimePlugin(const std::filesystem::path& plugin_dir,
                                                      const std::filesystem::path& data_dir,
-                                                     const nlohmann::json& options) {
+                                                     const nlohmann::json& options,
+                                                     HelperLost on_helper_lost) {
   auto file = plugin_dir / kPluginFile;
   DlHandle handle(dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL));
   if (!handle) {
@@ -181,7 +189,7 @@ Expected<std::unique_ptr<Runtime>> LoadRuntimePlugin(const std::filesystem::path
     if (error) plugin->free_string(error);
     return Fail("plugin", "runtime plugin failed to start: " + why);
   }
-  return std::unique_ptr<Runtime>(new PluginRuntime(std::move(handle), plugin, instance));
+  return std::unique_ptr<Runtime>(new PluginRuntime(std::move(handle), plugin, instance, std::move(on_helper_lost)));
 }
 
 }  // namespace gantry::runtime

@@ -9,12 +9,14 @@
 // when the thread that forked it exits (PR_SET_PDEATHSIG). Every method blocks until the
 // helper answers (Stop up to its timeout, Exec up to its timeout); calls from several threads
 // are serialised. Never call it from the event loop thread. If the helper dies, every later
-// call fails with code "helper" and gantryd must be restarted (containers keep running).
+// call fails with code "helper" and gantryd must be restarted (containers keep running): the
+// loader's on_helper_lost is called once, from the calling thread, when that first happens.
 //
 // Lifecycle of an instance: Prepare (mount + config, idempotent) → Start → [Exec]* → Stop →
 // Release. Containers outlive the agent: a new agent loading the plugin again sees them in
 // List() and GetStatus() (adoption) without restarting them.
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -92,8 +94,10 @@ class Runtime {
 // forks the liblxc helper (see "Threading" above). options: the plugin settings (may be an
 // empty object); data_dir is added as "data_dir". Layout under data_dir: containers/ (the
 // lxcpath) and storage/ (permanent volumes).
+using HelperLost = std::function<void(const Error&)>;
 Expected<std::unique_ptr<Runtime>> LoadRuntimePlugin(const std::filesystem::path& plugin_dir,
                                                      const std::filesystem::path& data_dir,
-                                                     const nlohmann::json& options);
+                                                     const nlohmann::json& options,
+                                                     HelperLost on_helper_lost = {});
 
 }  // namespace gantry::runtime

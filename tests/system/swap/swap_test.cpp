@@ -237,3 +237,34 @@ TEST(Swap, RollbackCommandReturnsToThePreviousRevision) {
   EXPECT_TRUE(SwapFixture::AllRunning(st, "r1", 2)) << st.dump();
   EXPECT_EQ(f.Running(), before);
 }
+
+// The liblxc helper dies (here: SIGKILL) while gantryd runs: gantryd cannot fork a new one
+// safely, so it exits 3 for its service manager to restart it; the containers keep running,
+// and the restarted agent adopts them and takes the next update.
+TEST(Swap, LostRuntimeHelperMakesTheAgentExitForARestartAndContainersKeepRunning) {
+  SwapFixture f;
+  ASSERT_EQ(f.reason(), "") << "LXC cannot run here: " << f.reason();
+  f.a.StartAgent();
+  ASSERT_TRUE(f.a.WaitOnline()) << f.a.AgentLog();
+  ASSERT_EQ(f.Update("u1", "r1", 1, f.State({{.name = "svc", .marker = "h1"}}))["status"], "DONE") << f.a.AgentLog();
+  auto svc1 = f.RunningInstance("svc");
+  int pid1 = f.InitPid(svc1);
+  ASSERT_GT(pid1, 0);
+
+  auto [rc, helpers] = Sh("pgrep -P " + std::to_string(f.a.agent().pid()));
+  ASSERT_EQ(rc, 0) << "gantryd has no child process (the liblxc helper)";
+  ASSERT_EQ(helpers.find('\n'), helpers.size() - 1) << "more than one child: " << helpers;
+  ASSERT_EQ(::kill(std::stoi(helpers), SIGKILL), 0);
+  // The engine's container monitor (every 2 s) is the first to meet the dead helper.
+  EXPECT_EQ(f.a.agent().Wait(20s), 3) << f.a.AgentLog();
+  EXPECT_NE(f.a.AgentLog().find("exiting so that gantryd is restarted"), std::string::npos) << f.a.AgentLog();
+  EXPECT_EQ(f.InitPid(svc1), pid1) << "the container did not outlive its agent";
+
+  f.a.StartAgent();
+  ASSERT_TRUE(f.a.WaitOnline()) << f.a.AgentLog();
+  auto st = f.WaitState([](const json& s) { return SwapFixture::AllRunning(s, "r1", 1); });
+  EXPECT_TRUE(SwapFixture::AllRunning(st, "r1", 1)) << st.dump();
+  EXPECT_EQ(f.InitPid(svc1), pid1) << "the restarted agent restarted the container instead of adopting it";
+  auto e2 = f.Update("u2", "r2", 2, f.State({{.name = "svc", .marker = "h2"}}));
+  EXPECT_EQ(e2["status"], "DONE") << e2.dump() << f.a.AgentLog();
+}

@@ -7,7 +7,8 @@
 //   - the revision is the one the command's outcome implies (DONE → new, otherwise previous);
 //   - `gantryctl cache verify` passes and no transaction is left unfinished in SQLite;
 //   - every command sent got a reply and a final status upstream, and repeated deliveries of
-//     a final status (at-least-once) never disagree.
+//     a final status (at-least-once) never disagree. A command the agent died before
+//     accepting (no reply) is re-sent with the same id, as DESIGN §3 tells clients to.
 // Counts: GANTRY_TORTURE_KILLS (default 30, 300 with ./dev.sh test --long);
 // seed: GANTRY_TORTURE_SEED (default: the time), printed first so a failure can be replayed.
 #include <gtest/gtest.h>
@@ -57,6 +58,7 @@ class Torture {
   std::map<std::string, int> kills_at;  // kill point → kills
   std::map<std::string, int> outcomes;  // final status (good/bad revision) → cycles
   std::vector<std::string> sent_ids;
+  int resends = 0;  // commands re-sent because no reply came (the agent died before accepting)
   Rev current;  // the committed revision the containers must show
 
   int Uniform(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
@@ -89,8 +91,19 @@ class Torture {
     std::map<std::string, std::string> blocks;
     for (auto& [k, v] : r.state.items())
       if (v.is_string() && v.get<std::string>().size() == 64) blocks[v] = BlockBytes(v);
-    f_.a.Send({{"id", id}, {"op", "update"}, {"revision", f_.a.Sign(f_.a.Revision(r.rev, r.seq, r.state, blocks))}});
+    json cmd = {{"id", id}, {"op", "update"}, {"revision", f_.a.Sign(f_.a.Revision(r.rev, r.seq, r.state, blocks))}};
+    f_.a.Send(cmd);
     sent_ids.push_back(id);
+    sent_[id] = cmd;
+  }
+
+  // DESIGN §3: Paho acknowledges a QoS 1 message before gantryd has committed it, so a kill in
+  // between loses a command that was never accepted; a client that saw no reply re-sends the
+  // same id, as an operator's tool does.
+  void ResendIfUnanswered(const std::string& id) {
+    if (f_.a.op().WaitFor([&](auto&) { return !f_.a.Replies(id).empty(); }, 10s)) return;
+    f_.a.Send(sent_[id]);
+    resends++;
   }
 
   bool SawEvent(const std::string& id, const std::string& status, const std::string& msg_prefix = "") {
@@ -184,6 +197,7 @@ class Torture {
     return Slurp(f_.a.blocks().root() / "objects" / id);
   }
   std::map<std::string, std::string> fw_blocks_;
+  std::map<std::string, json> sent_;
 };
 
 }  // namespace
@@ -224,6 +238,7 @@ TEST(CrashTorture, SeededKillsInEveryPhaseLeaveOneWholeRevisionRunning) {
       t.f_.a.StartAgent();
     }
     t.tally.inputs++;
+    t.ResendIfUnanswered(id);
 
     json final_event;
     try {
@@ -265,6 +280,6 @@ TEST(CrashTorture, SeededKillsInEveryPhaseLeaveOneWholeRevisionRunning) {
   for (auto& [k, v] : t.kills_at) per_point += (per_point.empty() ? "" : ", ") + k + " " + std::to_string(v);
   std::string per_outcome;
   for (auto& [k, v] : t.outcomes) per_outcome += (per_outcome.empty() ? "" : ", ") + k + " " + std::to_string(v);
-  t.tally.extra = "kills by point: " + per_point + "; outcomes: " + per_outcome + "; seed " + std::to_string(t.seed_);
+  t.tally.extra = "kills by point: " + per_point + "; outcomes: " + per_outcome + "; re-sent unanswered " + std::to_string(t.resends) + "; seed " + std::to_string(t.seed_);
   t.tally.Print();
 }
