@@ -557,7 +557,9 @@ void RelayEngine::OnStatus(const std::string& id, const nlohmann::json& msg) {
   auto reason = GetString(msg, "reason");
   ExpectedVoid r;
   if (*result == kResultSuccess) {
-    r = Finish(job, kSucceeded, kResultSuccess, "sensor runs " + job.version, false);
+    // The sensor runs the new image: P/state's sensors[] shows it now, not at its next hello.
+    r = db_.Run("UPDATE relay_sensors SET version = ?, seq = ? WHERE id = ?", job.version, job.seq, id);
+    if (r) r = Finish(job, kSucceeded, kResultSuccess, "sensor runs " + job.version, false);
   } else if (*result == kResultReverted) {
     r = Finish(job, kFailed, kResultReverted,
                reason.value_or("sensor reverted to its previous firmware (result 8)"), true);

@@ -132,6 +132,8 @@ TEST_F(RelayEngineTest, OffersMatchingSensorAndDrivesJobToSuccess) {
   auto sensors = engine_->SensorsJson();
   ASSERT_EQ(sensors.size(), 1u);
   EXPECT_EQ(sensors[0]["job"]["state"], "SUCCEEDED");
+  EXPECT_EQ(sensors[0]["version"], "2.7") << "the record still shows the firmware before the update";
+  EXPECT_EQ(sensors[0]["seq"], 7);
   // The new hello after the reboot changes nothing more.
   engine_->OnTransportEvent(Hello("s1", "th", 7));
   EXPECT_EQ(log_.offers.size(), 1u);
