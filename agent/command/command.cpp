@@ -68,7 +68,12 @@ tl::expected<Command, Rejection> Parse(std::string_view payload) {
     if (auto b = j.find("objects_base"); b != j.end()) {
       if (!b->is_string() || b->get<std::string>().empty())
         return tl::unexpected(Reject(id, "bad_command", "objects_base: must be a non-empty string"));
-      c.objects_base = b->get<std::string>();
+      // Unsigned, beside the revision: held to the same schemes as the signed objects_base.
+      const auto& base = b->get_ref<const std::string&>();
+      if (base.rfind("http://", 0) != 0 && base.rfind("https://", 0) != 0 && base.rfind("file://", 0) != 0)
+        return tl::unexpected(
+            Reject(id, "bad_command", "objects_base: must be an http://, https:// or file:// URL"));
+      c.objects_base = base;
     }
   }
   return c;

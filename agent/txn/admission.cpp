@@ -1,5 +1,6 @@
 #include "txn/admission.hpp"
 
+#include "core/names.hpp"
 #include "core/time.hpp"
 
 namespace gantry::txn {
@@ -16,8 +17,11 @@ Expected<Admitted> Admit(const nlohmann::json& envelope, std::int64_t high_seq,
     // Name the revision in the WONTGO when at least the document's header reads.
     auto doc = nlohmann::json::parse(verified->payload, nullptr, false);
     if (partial && doc.is_object()) {
-      if (doc.contains("rev") && doc["rev"].is_string()) partial->rev = doc["rev"];
-      if (doc.contains("seq") && doc["seq"].is_number_integer()) partial->seq = doc["seq"];
+      // Only a rev that is a safe name is echoed: the WONTGO must not carry a hostile one.
+      if (doc.contains("rev") && doc["rev"].is_string() && IsSafeName(doc["rev"].get_ref<const std::string&>()))
+        partial->rev = doc["rev"];
+      if (doc.contains("seq") && doc["seq"].is_number_integer() && doc["seq"].get<std::int64_t>() >= 0)
+        partial->seq = doc["seq"];
     }
     return Unexpected(rev.error());
   }
