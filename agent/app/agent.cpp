@@ -184,6 +184,7 @@ int Main(int argc, char** argv) {
     return 3;
   }
   dispatcher.SetEngine(&engine);
+  dispatcher.EmitUnreportedFinals();
 
   // The sensor relay's transports are plugins too; they start their own threads, so they load
   // after the runtime plugin's fork.

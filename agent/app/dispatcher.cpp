@@ -19,6 +19,8 @@ constexpr const char* kLog = "dispatch";
 std::string Dump(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
+
+bool IsFinalStatus(const std::string& s) { return s == "DONE" || s == "ERROR" || s == "WONTGO" || s == "CANCELLED"; }
 }  // namespace
 
 Dispatcher::Dispatcher(const config::Config& cfg, EventLoop& loop, store::Db& db,
@@ -40,8 +42,27 @@ void Dispatcher::Emit(const nlohmann::json& event) {
   auto e = event;
   e["ts"] = NowRfc3339();
   log::Info(kLog, "progress " + Dump(e));
-  if (auto r = outbox_.Enqueue(prefix_ + "/progress", Dump(e), 1, false); !r)
-    log::Error(kLog, r.error().String());
+  // A transaction's final event and the end of its "unreported" mark commit together.
+  store::Transaction tx(db_);
+  auto r = outbox_.Enqueue(prefix_ + "/progress", Dump(e), 1, false);
+  if (r && IsFinalStatus(e.value("status", "")) && e.value("id", nlohmann::json()).is_string())
+    r = txn::Journal(db_).MarkReported(e["id"].get<std::string>());
+  if (r) r = tx.Commit();
+  if (!r) log::Error(kLog, r.error().String());
+}
+
+void Dispatcher::EmitUnreportedFinals() {
+  auto rows = txn::Journal(db_).UnreportedFinals();
+  if (!rows) {
+    log::Error(kLog, rows.error().WithContext("unreported final statuses").String());
+    return;
+  }
+  for (const auto& row : *rows) {
+    auto f = txn::FinalStatusOf(row);
+    log::Warn(kLog, "the final status of " + row.cmd_id + " was not sent before the agent stopped; sending it now");
+    Emit({{"id", row.cmd_id}, {"rev", row.rev}, {"seq", row.seq}, {"status", f.status}, {"progress", f.progress},
+          {"msg", f.msg}});
+  }
 }
 
 void Dispatcher::Progress(const nlohmann::json& event) {

@@ -28,6 +28,10 @@ class Dispatcher final : public txn::Reporter {
   // firmware now and after every commit.
   void SetRelay(relay::RelayEngine* relay);
 
+  // Before the engine starts: re-emits the final status of every transaction whose final
+  // event a crash kept out of the outbox (see txn::Journal::UnreportedFinals).
+  void EmitUnreportedFinals();
+
   // Loop thread.
   void OnConnected();
   void OnMessage(const mqtt::Message& message);

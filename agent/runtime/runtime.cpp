@@ -1,23 +1,16 @@
 #include "runtime/runtime.hpp"
 
-#include <dlfcn.h>
-
-#include <mutex>
+#include <atomic>
 #include <nlohmann/json.hpp>
 
 #include "core/log.hpp"
-#include "plugin/gantry_plugin.h"
+#include "plugin/loader.hpp"
 
 namespace gantry::runtime {
 
 namespace {
 
 constexpr const char* kPluginFile = "gantry-runtime-lxc.so";
-
-struct DlCloser {
-  void operator()(void* handle) const { dlclose(handle); }
-};
-using DlHandle = std::unique_ptr<void, DlCloser>;
 
 void HostLog(void* /*ctx*/, int level, const char* message) {
   log::Write(static_cast<log::Level>(level < 0 ? 0 : level > 3 ? 3 : level), "runtime-lxc",
@@ -36,13 +29,11 @@ Expected<State> ParseState(const std::string& s) {
   return Fail("plugin", "runtime plugin reported an unknown state \"" + s + "\"");
 }
 
-// The Runtime over the plugin's JSON call interface. The handle outlives the instance: members
-// are destroyed in reverse order, so destroy() runs before dlclose().
+// The Runtime over the plugin's JSON call interface.
 class PluginRuntime : public Runtime {
  public:
-  PluginRuntime(DlHandle handle, const GantryPluginV1* plugin, void* instance, HelperLost on_helper_lost)
-      : handle_(std::move(handle)), plugin_(plugin), instance_(instance), on_helper_lost_(std::move(on_helper_lost)) {}
-  ~PluginRuntime() override { plugin_->destroy(instance_); }
+  PluginRuntime(std::unique_ptr<plugin::Plugin> plugin, HelperLost on_helper_lost)
+      : plugin_(std::move(plugin)), on_helper_lost_(std::move(on_helper_lost)) {}
 
   ExpectedVoid Prepare(const ContainerSpec& spec) override {
     nlohmann::json files = nlohmann::json::array();
@@ -114,33 +105,15 @@ class PluginRuntime : public Runtime {
 
  private:
   Expected<nlohmann::json> Call(const char* op, const nlohmann::json& request) {
-    std::lock_guard lock(mu_);
-    char* raw = plugin_->call(instance_, op, request.dump().c_str());
-    if (!raw) return Fail("plugin", std::string("runtime plugin returned nothing for ") + op);
-    std::string text(raw);
-    plugin_->free_string(raw);
-    auto reply = nlohmann::json::parse(text, nullptr, false);
-    if (reply.is_discarded() || !reply.is_object())
-      return Fail("plugin", std::string("runtime plugin sent a malformed reply to ") + op);
-    if (!reply.value("ok", false)) {
-      auto err = reply.value("error", nlohmann::json::object());
-      if (!err.is_object()) err = nlohmann::json::object();
-      auto failure = Error{err.value("code", "plugin"), err.value("message", std::string(op) + " failed")};
-      if (failure.code == "helper" && on_helper_lost_ && !helper_lost_reported_) {
-        helper_lost_reported_ = true;
-        on_helper_lost_(failure);
-      }
-      return Unexpected(std::move(failure));
-    }
+    auto reply = plugin_->Call(op, request);
+    if (!reply && reply.error().code == "helper" && on_helper_lost_ && !helper_lost_reported_.exchange(true))
+      on_helper_lost_(reply.error());
     return reply;
   }
 
-  DlHandle handle_;
-  const GantryPluginV1* plugin_;
-  void* instance_;
+  std::unique_ptr<plugin::Plugin> plugin_;
   HelperLost on_helper_lost_;
-  bool helper_lost_reported_ = false;  // guarded by mu_
-  std::mutex mu_;
+  std::atomic<bool> helper_lost_reported_{false};
 };
 
 }  // namespace
@@ -160,36 +133,11 @@ Expected<std::unique_ptr<Runtime>> LoadRuntimePlugin(const std::filesystem::path
                                                      const std::filesystem::path& data_dir,
                                                      const nlohmann::json& options,
                                                      HelperLost on_helper_lost) {
-  auto file = plugin_dir / kPluginFile;
-  DlHandle handle(dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL));
-  if (!handle) {
-    const char* why = dlerror();
-    return Fail("plugin", "cannot load " + file.string() + ": " + (why ? why : "unknown error"));
-  }
-  auto entry = reinterpret_cast<GantryPluginEntryV1>(dlsym(handle.get(), "gantry_plugin_v1"));
-  if (!entry) return Fail("plugin", file.string() + " has no gantry_plugin_v1 entry point");
-  const GantryPluginV1* plugin = entry();
-  if (!plugin) return Fail("plugin", file.string() + ": gantry_plugin_v1 returned NULL");
-  if (plugin->abi_version != GANTRY_PLUGIN_ABI_V1)
-    return Fail("plugin", file.string() + " has ABI version " +
-                              std::to_string(plugin->abi_version) + ", expected " +
-                              std::to_string(GANTRY_PLUGIN_ABI_V1));
-  if (!plugin->kind || std::string(plugin->kind) != "runtime")
-    return Fail("plugin", file.string() + " is not a runtime plugin (kind \"" +
-                              std::string(plugin->kind ? plugin->kind : "") + "\")");
-  if (!plugin->create || !plugin->destroy || !plugin->call || !plugin->free_string)
-    return Fail("plugin", file.string() + " lacks a required function");
-
   nlohmann::json config = options.is_object() ? options : nlohmann::json::object();
   config["data_dir"] = data_dir.string();
-  char* error = nullptr;
-  void* instance = plugin->create(&kHost, config.dump().c_str(), &error);
-  if (!instance) {
-    std::string why = error ? error : "unknown error";
-    if (error) plugin->free_string(error);
-    return Fail("plugin", "runtime plugin failed to start: " + why);
-  }
-  return std::unique_ptr<Runtime>(new PluginRuntime(std::move(handle), plugin, instance, std::move(on_helper_lost)));
+  auto plugin = plugin::Load(plugin_dir / kPluginFile, "runtime", &kHost, config);
+  if (!plugin) return Unexpected(plugin.error());
+  return std::unique_ptr<Runtime>(new PluginRuntime(std::move(*plugin), std::move(on_helper_lost)));
 }
 
 }  // namespace gantry::runtime

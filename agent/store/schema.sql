@@ -103,3 +103,10 @@ CREATE TABLE relay_jobs (
   UNIQUE (sensor, sha256)
 );
 CREATE UNIQUE INDEX relay_jobs_open ON relay_jobs(job) WHERE final = 0;
+-- Transactions that reached a final state whose final progress event is not yet in the
+-- outbox. The engine adds a row in the same SQLite transaction as the final phase; the
+-- dispatcher removes it in the same SQLite transaction as it enqueues the event; a starting
+-- agent re-emits what is left, so a crash between the two cannot lose a final status.
+CREATE TABLE unreported_finals (
+  txn_id INTEGER PRIMARY KEY NOT NULL
+);

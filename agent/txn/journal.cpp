@@ -55,6 +55,40 @@ Expected<std::vector<TxnRow>> Journal::OpenTransactions() {
   return out;
 }
 
+Expected<std::vector<TxnRow>> Journal::UnreportedFinals() {
+  auto st = db_.Prepare(std::string("SELECT ") + kColumns +
+                        " FROM transactions WHERE id IN (SELECT txn_id FROM unreported_finals) ORDER BY id");
+  if (!st) return Unexpected(st.error());
+  std::vector<TxnRow> out;
+  for (;;) {
+    auto step = st->Step();
+    if (!step) return Unexpected(step.error());
+    if (!*step) break;
+    auto row = ReadRow(*st);
+    if (!row) return Unexpected(row.error());
+    out.push_back(std::move(*row));
+  }
+  return out;
+}
+
+ExpectedVoid Journal::MarkReported(const std::string& cmd_id) {
+  return db_.Run("DELETE FROM unreported_finals WHERE txn_id IN (SELECT id FROM transactions WHERE cmd_id = ?)",
+                 cmd_id);
+}
+
+FinalStatus FinalStatusOf(const TxnRow& row) {
+  switch (row.phase) {
+    case Phase::kCommitted:
+      return {"DONE", 100, row.kind == "rollback" ? "rolled back to " + row.rev : "committed"};
+    case Phase::kRolledBack:
+      return {"ERROR", 100, row.message};
+    case Phase::kCancelled:
+      return {"CANCELLED", 0, row.message};
+    default:
+      return {"WONTGO", 0, row.message};
+  }
+}
+
 Expected<std::optional<TxnRow>> Journal::Get(std::int64_t id) {
   auto st = db_.Prepare(std::string("SELECT ") + kColumns + " FROM transactions WHERE id = ?");
   if (!st) return Unexpected(st.error());
@@ -71,10 +105,14 @@ ExpectedVoid Journal::SetPhase(TxnRow& row, Phase phase, const std::string& mess
   if (row.store_count + 1 > kMaxStoreCount && !IsFinal(phase) && phase != Phase::kRollingBack)
     return Fail("loop", "transaction " + std::to_string(row.id) + " stored " +
                             std::to_string(row.store_count) + " times; forcing a rollback");
-  auto r = db_.Run(
-      "UPDATE transactions SET state = ?, message = ?, final = ?, store_count = store_count + 1, "
-      "updated_at = ? WHERE id = ?",
-      std::string(PhaseName(phase)), message, IsFinal(phase) ? 1 : 0, NowUnix(), row.id);
+  auto r = db_.InTransaction([&]() -> ExpectedVoid {
+    auto u = db_.Run(
+        "UPDATE transactions SET state = ?, message = ?, final = ?, store_count = store_count + 1, "
+        "updated_at = ? WHERE id = ?",
+        std::string(PhaseName(phase)), message, IsFinal(phase) ? 1 : 0, NowUnix(), row.id);
+    if (!u || !IsFinal(phase)) return u;
+    return db_.Run("INSERT OR IGNORE INTO unreported_finals(txn_id) VALUES (?)", row.id);
+  });
   if (!r) return r;
   row.phase = phase;
   row.message = message;

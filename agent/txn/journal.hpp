@@ -32,6 +32,15 @@ struct RevisionRow {
   std::string document;
 };
 
+// The final progress event of a transaction in a final phase: what the engine reported when
+// it got there (DONE, ERROR after a rollback, WONTGO, CANCELLED).
+struct FinalStatus {
+  std::string status;
+  int progress = 0;
+  std::string msg;
+};
+FinalStatus FinalStatusOf(const TxnRow& row);
+
 // A transaction written more often than this is looping: the engine forces a rollback.
 inline constexpr int kMaxStoreCount = 64;
 
@@ -43,8 +52,13 @@ class Journal {
   Expected<std::vector<TxnRow>> OpenTransactions();  // final = 0, oldest first
   Expected<std::optional<TxnRow>> Get(std::int64_t id);
   // Writes the phase (and message), bumping the store counter; error "loop" past the limit.
+  // A final phase also records the transaction as unreported, in the same SQLite transaction.
   ExpectedVoid SetPhase(TxnRow& row, Phase phase, const std::string& message = "");
   ExpectedVoid SetFromRev(TxnRow& row, const std::string& from_rev);
+  // Final transactions whose final event has not reached the outbox (a crash in between),
+  // oldest first; MarkReported is written with the outbox row that carries the event.
+  Expected<std::vector<TxnRow>> UnreportedFinals();
+  ExpectedVoid MarkReported(const std::string& cmd_id);
 
   // The revision now running, the rollback target and the anti-rollback high-water mark.
   Expected<std::optional<RevisionRow>> Current();

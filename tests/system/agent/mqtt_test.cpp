@@ -259,6 +259,47 @@ TEST_P(AgentMqtt, RepeatedCommandIdIsAnsweredWithTheSameReplyAndExecutedOnce) {
   EXPECT_EQ(std::count(st.begin(), st.end(), "DONE"), 1);
 }
 
+// A crash after a transaction reached its final phase but before its final event entered the
+// outbox (found by the crash torture): the restarted agent sends that final status, once, and
+// a clean restart sends nothing again. The crash window is recreated by putting the row back
+// into unreported_finals while the agent is stopped.
+TEST_P(AgentMqtt, FinalStatusCutOffByACrashIsSentAfterTheRestart) {
+  AgentFixture a(GetParam());
+  a.StartAgent();
+  ASSERT_TRUE(a.WaitOnline()) << a.AgentLog();
+  std::string fw(5000, 'f');
+  auto id = a.PutBlock(fw);
+  a.Send({{"id", "lost-final"}, {"op", "update"},
+          {"revision", a.Sign(a.Revision("r1", 1, FirmwareState({{"m1", id}}), {{id, fw}}))}});
+  auto done = a.WaitFinal("lost-final");
+  ASSERT_EQ(done["status"], "DONE") << done.dump();
+  auto finals = [&] {
+    int n = 0;
+    for (auto& e : a.Progress("lost-final")) n += e.value("status", "") == "DONE";
+    return n;
+  };
+  a.StopAgent();
+  a.StartAgent();
+  ASSERT_TRUE(a.WaitOnline()) << a.AgentLog();
+  EXPECT_EQ(finals(), 1) << "a clean restart re-sent a final status";
+
+  a.StopAgent();
+  auto db = (a.data_dir() / "gantry.db").string();
+  auto [rc, out] = Sh("sqlite3 " + db + " \"INSERT INTO unreported_finals(txn_id) SELECT id FROM transactions WHERE cmd_id = 'lost-final'\"");
+  ASSERT_EQ(rc, 0) << out;
+  a.StartAgent();
+  ASSERT_TRUE(a.op().WaitFor([&](auto&) { return finals() == 2; }, std::chrono::seconds(20))) << a.AgentLog();
+  auto events = a.Progress("lost-final");
+  auto again = events.back();
+  EXPECT_EQ(again["status"], done["status"]);
+  EXPECT_EQ(again["msg"], done["msg"]);
+  EXPECT_EQ(again["rev"], done["rev"]);
+  EXPECT_EQ(again["progress"], done["progress"]);
+  auto [rc2, left] = Sh("sqlite3 " + db + " 'SELECT count(*) FROM unreported_finals'");
+  EXPECT_EQ(left, "0\n");
+  EXPECT_EQ(a.SchemaProblems(), "");
+}
+
 // Response topics exist in MQTT 5 only.
 TEST(AgentMqtt5, ResponseTopicGetsTheReplyWithCorrelationData) {
   AgentFixture a(5);

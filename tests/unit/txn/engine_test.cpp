@@ -340,3 +340,41 @@ TEST_F(EngineTest, RestartInSwitchingRollsBackAndInFetchingResumes) {
   EXPECT_EQ(reporter_.WaitFinal("u3")["status"], "DONE");
   EXPECT_EQ(CurrentRev(), "r3");
 }
+
+// Every final status the engine reports can be rebuilt from its journal row (FinalStatusOf),
+// and the row stays "unreported" until the dispatcher marks it: what a starting agent re-emits
+// when a crash fell between the final phase and its event.
+TEST_F(EngineTest, FinalStatusesAreRebuiltFromTheJournalUntilReported) {
+  Insert("u1", "r1", 1, {{"a", "1"}});
+  Insert("u2", "r2", 2, {{"a", "2"}});  // supersedes u1: CANCELLED
+  StartEngine(2);
+  ASSERT_EQ(reporter_.WaitFinal("u2")["status"], "DONE");
+  auto a2 = RunningOf("a");
+  reporter_.on_progress = [&](const json& e) {
+    if (e["id"] == "u3" && e["status"] == "TESTING")
+      for (auto& i : RunningOf("a"))
+        if (i != a2[0]) rt_.Exit(i);
+  };
+  Insert("u3", "r3", 3, {{"a", "3"}});
+  engine_->Wake();
+  ASSERT_EQ(reporter_.WaitFinal("u3")["status"], "ERROR");
+  engine_->Stop();
+
+  Journal j(*db_);
+  auto rows = j.UnreportedFinals();
+  ASSERT_TRUE(rows) << rows.error().String();
+  ASSERT_EQ(rows->size(), 3u);
+  for (auto& row : *rows) {
+    auto reported = reporter_.WaitFinal(row.cmd_id);
+    auto rebuilt = FinalStatusOf(row);
+    EXPECT_EQ(rebuilt.status, reported["status"]) << row.cmd_id;
+    EXPECT_EQ(rebuilt.progress, reported["progress"]) << row.cmd_id;
+    EXPECT_EQ(rebuilt.msg, reported["msg"]) << row.cmd_id;
+  }
+  ASSERT_TRUE(j.MarkReported("u2"));
+  rows = j.UnreportedFinals();
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].cmd_id, "u1");
+  EXPECT_EQ((*rows)[1].cmd_id, "u3");
+}
