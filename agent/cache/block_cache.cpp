@@ -464,6 +464,14 @@ ExpectedVoid BlockCache::Fetch(const FetchRequest& request) {
       emit(false);
       return true;
     });
+    if (!r && r.error().code == "no_space") {
+      // The update ends here (WONTGO), and the partials hold the very space that the journal,
+      // the outbox and the running containers' writable layers now lack: give it back.
+      for (auto& t : transfers) {
+        std::error_code ec;
+        stdfs::remove(t.partial, ec);
+      }
+    }
     if (!r) return r;
   }
   emit(true);

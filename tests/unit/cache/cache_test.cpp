@@ -383,3 +383,27 @@ TEST(Cache, FullCollectRemovesAbandonedPartialsButNotOnesBeingFetched) {
   EXPECT_FALSE(stdfs::exists(f.data.path() / "tmp" / abandoned));
   EXPECT_TRUE(c->Has(b.id));
 }
+
+// Disk full mid-download (issue 7): the fetch fails no_space and leaves no partial behind, so
+// the space it took goes back to the rest of the device. A real 1 MiB tmpfs (root only).
+TEST(Cache, NoSpaceMidFetchGivesThePartialsBack) {
+  Fixture f;
+  auto mnt = f.data.path() / "small";
+  stdfs::create_directories(mnt);
+  auto [rc, out] = test::Sh("mount -t tmpfs -o size=1m gantry-cache-test " + mnt.string());
+  ASSERT_EQ(rc, 0) << "this test needs root to mount a 1 MiB tmpfs: " << out;
+  struct Unmount {
+    stdfs::path p;
+    ~Unmount() { test::Sh("umount " + p.string()); }
+  } unmount{mnt};
+  auto b = f.Add(3 << 20, 90);
+  auto o = FastOptions();
+  o.available_bytes = [](const stdfs::path&) -> Expected<std::uint64_t> { return 100 << 20; };  // space vanishes later
+  auto c = BlockCache::Open(mnt / "data", o);
+  ASSERT_TRUE(c) << c.error().String();
+  auto r = (*c)->Fetch(f.Request({b}));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "no_space") << r.error().String();
+  EXPECT_FALSE(stdfs::exists(mnt / "data" / "tmp" / b.id));
+  EXPECT_FALSE((*c)->Has(b.id));
+}
