@@ -56,6 +56,12 @@ std::optional<Refusal> Refuse(std::string_view key, std::string_view value) {
   if (key == "lxc.include") return Refusal{"lxc.include", "includes a host file"};
   if (key == "lxc.mount.entry" && MountsHostPath(value))
     return Refusal{"lxc.mount.entry", "mounts a host path into the container"};
+  // Not in DESIGN §2's list, but as host-escaping as lxc.include and lxc.mount.entry: a host
+  // file of mount entries (a cached block has a predictable path), a host file or device.
+  if (key == "lxc.mount.fstab") return Refusal{"lxc.mount.fstab", "mounts the host paths a host file lists"};
+  if (key == "lxc.console.logfile") return Refusal{"lxc.console.logfile", "writes a host file"};
+  if (key == "lxc.console.path" && value != "none")
+    return Refusal{"lxc.console.path", "attaches a host file or device"};
   if (key == "lxc.cap.keep") return Refusal{"lxc.cap.keep", "keeps host capabilities"};
   if (key == "lxc.apparmor.profile" && value == "unconfined")
     return Refusal{"lxc.apparmor.profile", "disables AppArmor confinement"};

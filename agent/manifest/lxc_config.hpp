@@ -3,7 +3,9 @@
 // lxc.rootfs(.*), lxc.hook.*, lxc.include, lxc.mount.entry with a host source (an absolute
 // source, or a bind/rbind mount), lxc.cap.keep, lxc.apparmor.profile = unconfined,
 // lxc.seccomp(.*), lxc.cgroup.devices.allow, lxc.cgroup2.devices.allow, lxc.namespace.*,
-// lxc.net.<i>.type = none|phys. Everything else is allowed.
+// lxc.net.<i>.type = none|phys; and, beyond DESIGN's list, the keys whose value is a host path:
+// lxc.mount.fstab, lxc.console.logfile, lxc.console.path (unless "none"). Everything else is
+// allowed.
 //
 // An allow entry is a key ("lxc.cap.keep", "lxc.mount.entry") or a prefix ending in ".*"
 // ("lxc.hook.*" allows every lxc.hook.<x>; "lxc.rootfs.*" also the bare legacy lxc.rootfs).

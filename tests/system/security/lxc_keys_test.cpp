@@ -1,4 +1,5 @@
-// LXC config keys that would let a container escape (DESIGN §2's refused list), through a real
+// LXC config keys that would let a container escape (DESIGN §2's refused list, plus the keys
+// whose value is a host path: lxc.mount.fstab, lxc.console.*), through a real
 // gantryd on real LXC: each is WONTGO naming the key and nothing starts; with
 // runtime.allow_lxc_keys listing one, the same revision passes and runs (its host hook fires,
 // which is what proves the refused ones never ran), while an unlisted key is still refused.
@@ -50,6 +51,11 @@ TEST(SecurityLxcKeys, EscapeKeysRefusedUnlessAllowed) {
   auto trace = f.a.dir() / "hook-ran";
   Spit(hook, "#!/bin/sh\necho \"$@\" >> " + ShQuote(trace.string()) + "\n");
   ::chmod(hook.c_str(), 0755);
+  // A host fstab that binds a host directory into the container at /data.
+  auto canary = f.a.dir() / "canary";
+  auto fstab = f.a.dir() / "fstab";
+  stdfs::create_directories(canary);
+  Spit(fstab, canary.string() + " data none bind,create=dir 0 0\n");
 
   std::vector<KeyCase> cases = {
       {"lxc.rootfs.mount = /", "lxc.rootfs.mount"},
@@ -70,6 +76,12 @@ TEST(SecurityLxcKeys, EscapeKeysRefusedUnlessAllowed) {
       {"lxc.namespace.keep = net user", "lxc.namespace.keep"},
       {"lxc.net.0.type = none", "lxc.net.0.type"},
       {"lxc.net.1.type = phys", "lxc.net.1.type"},
+      // Beyond DESIGN's list: host paths as values. Before they were refused, a host fstab
+      // (or a cached block of one, at its predictable path) bound host directories into the
+      // container, which wrote to them.
+      {"lxc.mount.fstab = " + fstab.string(), "lxc.mount.fstab"},
+      {"lxc.console.logfile = " + (canary / "console.log").string(), "lxc.console.logfile"},
+      {"lxc.console.path = " + (canary / "tty").string(), "lxc.console.path"},
   };
 
   f.a.StartAgent();
@@ -91,7 +103,8 @@ TEST(SecurityLxcKeys, EscapeKeysRefusedUnlessAllowed) {
   auto running = f.Running();
   EXPECT_TRUE(running.empty()) << "a refused revision started a container";
   EXPECT_FALSE(stdfs::exists(trace)) << "a refused hook ran on the host: " << Slurp(trace);
-  tally.lost += static_cast<long>(running.size()) + (stdfs::exists(trace) ? 1 : 0);
+  EXPECT_TRUE(stdfs::is_empty(canary)) << "a refused key wrote to the host";
+  tally.lost += static_cast<long>(running.size()) + (stdfs::exists(trace) ? 1 : 0) + (stdfs::is_empty(canary) ? 0 : 1);
 
   // The operator allows hooks: the hook revision is admitted, started, and its hook runs.
   f.a.StopAgent();
