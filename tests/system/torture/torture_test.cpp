@@ -146,9 +146,14 @@ class Torture {
   // The invariants after a command's final status. Returns "" or what is wrong.
   std::string Check(const std::string& id, const Rev& expect) {
     std::string why;
-    auto st = f_.WaitState([&](const json& s) {
-      return SwapFixture::AllRunning(s, expect.rev, 2) && s.value("status", "") != "INPROGRESS" &&
-             s.value("status", "") != "DOWNLOADING" && s.value("status", "") != "TESTING";
+    // Only a P/state published after the final status counts: the retained one from before a
+    // kill, or the first one of a restarted agent (before it looked at its containers), are not
+    // the answer. The state checked is the one the wait saw.
+    json st;
+    f_.a.op().WaitFor([&](const std::vector<Received>& log) {
+      st = StateAfterFinal(log, id);
+      return SwapFixture::AllRunning(st, expect.rev, 2) && st.value("status", "") != "INPROGRESS" &&
+             st.value("status", "") != "DOWNLOADING" && st.value("status", "") != "TESTING";
     }, 60s);
     if (!SwapFixture::AllRunning(st, expect.rev, 2)) why += "P/state is not all of " + expect.rev + " running: " + st.dump() + "\n";
     // The host: exactly one instance per container, showing the expected revision's image.
@@ -170,6 +175,21 @@ class Torture {
     if (src != 0 || !sout.empty()) why += "unfinished transactions (rc " + std::to_string(src) + "): " + sout + "\n";
     if (!why.empty()) why = "after " + id + ":\n" + why;
     return why;
+  }
+
+  // The newest P/state published after the first final status of id (null when none yet).
+  json StateAfterFinal(const std::vector<Received>& log, const std::string& id) {
+    const auto prefix = f_.a.Prefix();
+    bool after = false;
+    json st;
+    for (auto& r : log) {
+      if (!after && r.topic == prefix + "/progress" && r.body.is_object() && r.body.value("id", "") == id &&
+          AgentFixture::IsFinal(r.body.value("status", "")))
+        after = true;
+      else if (after && r.topic == prefix + "/state")
+        st = r.body;
+    }
+    return st;
   }
 
   // Every command sent has a reply and a final status; repeated finals agree.
