@@ -195,10 +195,11 @@ class Helper {
     return (*c)->is_running(c->get());
   }
 
-  stdfs::path VolumeSource(const Spec& s, const Volume& v) const {
-    if (v.persistence == "permanent") return options_.data_dir / "storage" / s.name / v.rel;
-    if (v.persistence == "revision") return Dir(s.instance) / "volumes" / v.rel;
-    return Dir(s.instance) / "boot" / "volumes" / v.rel;
+  // The directory a volume's source lives below; Gantry's own, unlike what is inside it.
+  stdfs::path VolumeBase(const Spec& s, const Volume& v) const {
+    if (v.persistence == "permanent") return options_.data_dir / "storage" / s.name;
+    if (v.persistence == "revision") return Dir(s.instance) / "volumes";
+    return Dir(s.instance) / "boot" / "volumes";
   }
 
   // Overlay, volumes and config files on <dir>/rootfs, which must not be mounted. Clears every
@@ -216,9 +217,14 @@ class Helper {
       return r;
     auto result = [&]() -> ExpectedVoid {
       for (auto& v : s.volumes) {
-        auto source = VolumeSource(s, v);
-        if (auto r = fs::MakeDirs(source, 0755); !r) return r;
-        if (auto r = BindInRoot(source, dir / "rootfs", v.rel); !r) return r;
+        // A container writes symlinks into its volumes; a later revision's nested volume
+        // ("data" and "data/sub") must not follow them out onto the host.
+        auto base = VolumeBase(s, v);
+        if (auto r = fs::MakeDirs(base, 0755); !r) return r;
+        auto source = OpenDirInRoot(base, v.rel);
+        if (!source) return Unexpected(source.error());
+        if (auto r = BindInRoot("/proc/self/fd/" + std::to_string(source->get()), dir / "rootfs", v.rel); !r)
+          return r;
       }
       for (auto& [rel, source] : s.config_files)
         if (auto r = CopyInRoot(source, dir / "rootfs", rel); !r)
