@@ -152,10 +152,10 @@ class Torture {
     json st;
     f_.a.op().WaitFor([&](const std::vector<Received>& log) {
       st = StateAfterFinal(log, id);
-      return SwapFixture::AllRunning(st, expect.rev, 2) && st.value("status", "") != "INPROGRESS" &&
+      return st.is_object() && SwapFixture::AllRunning(st, expect.rev, 2) && st.value("status", "") != "INPROGRESS" &&
              st.value("status", "") != "DOWNLOADING" && st.value("status", "") != "TESTING";
     }, 60s);
-    if (!SwapFixture::AllRunning(st, expect.rev, 2)) why += "P/state is not all of " + expect.rev + " running: " + st.dump() + "\n";
+    if (!st.is_object() || !SwapFixture::AllRunning(st, expect.rev, 2)) why += "P/state is not all of " + expect.rev + " running: " + st.dump() + "\n";
     // The host: exactly one instance per container, showing the expected revision's image.
     auto running = f_.Running();
     std::map<std::string, std::string> want = {{"alpha", expect.alpha}, {"beta", expect.beta}};
