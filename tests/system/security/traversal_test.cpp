@@ -228,11 +228,17 @@ TEST(SecurityTraversal, EveryFieldThatBecomesAPathIsRefused) {
       ++tally.lost;
     }
   EXPECT_EQ(Tree(canary, data), (std::set<std::string>{"inner", "inner/data"}));
-  for (auto& p : Tree(data))
+  for (auto& p : Tree(data)) {
     if (!ExpectedInDataDir(p)) {
       ADD_FAILURE() << "unexpected file in the data dir: " << p;
       ++tally.lost;
     }
+    // DESIGN §7: verified blocks are read-only.
+    if (p.rfind("objects/", 0) == 0 && p.size() > 11)
+      EXPECT_EQ(stdfs::status(data / p).permissions() & stdfs::perms::all, stdfs::perms(0444)) << p;
+  }
+  // DESIGN §7: the data dir is mode 0700.
+  EXPECT_EQ(stdfs::status(data).permissions() & stdfs::perms::all, stdfs::perms(0700));
   auto [rc, found] = Sh("find /tmp / -xdev -maxdepth 3 -name '*" + m + "*' 2>/dev/null");
   EXPECT_EQ(found, "") << "hostile names were written to disk";
   if (!found.empty()) ++tally.lost;
