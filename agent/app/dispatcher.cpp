@@ -48,7 +48,16 @@ void Dispatcher::Emit(const nlohmann::json& event) {
   if (r && IsFinalStatus(e.value("status", "")) && e.value("id", nlohmann::json()).is_string())
     r = txn::Journal(db_).MarkReported(e["id"].get<std::string>());
   if (r) r = tx.Commit();
-  if (!r) log::Error(kLog, r.error().String());
+  if (!r) {
+    log::Error(kLog, r.error().String());
+    PublishUnpersisted(prefix_ + "/progress", Dump(e), false);
+  }
+}
+
+// The outbox could not persist a message (a full disk, typically): send it without the
+// outbox's guarantees rather than not at all, or the operator waits for a status forever.
+void Dispatcher::PublishUnpersisted(const std::string& topic, const std::string& payload, bool retain) {
+  client_.Publish({topic, payload, 1, retain, "", ""}, nullptr);
 }
 
 void Dispatcher::EmitUnreportedFinals() {
@@ -145,8 +154,10 @@ void Dispatcher::PublishState() {
   auto s = stats.value_or(cache::Stats{0, 0, cfg_.cache.quota_bytes});
   j["cache"] = {{"bytes", s.bytes}, {"blocks", s.blocks}, {"quota_bytes", s.quota_bytes}};
   j["agent"] = {{"version", GANTRY_VERSION}, {"started_at", started_at_}};
-  if (auto r = outbox_.Enqueue(prefix_ + "/state", Dump(j), 1, true); !r)
+  if (auto r = outbox_.Enqueue(prefix_ + "/state", Dump(j), 1, true); !r) {
     log::Error(kLog, r.error().String());
+    PublishUnpersisted(prefix_ + "/state", Dump(j), true);
+  }
 }
 
 std::optional<std::string> Dispatcher::StoredReply(const std::string& id) {
@@ -158,8 +169,10 @@ std::optional<std::string> Dispatcher::StoredReply(const std::string& id) {
 }
 
 void Dispatcher::SendReply(const std::string& reply, const mqtt::Message& request) {
-  if (auto r = outbox_.Enqueue(prefix_ + "/reply", reply, 1, false); !r)
+  if (auto r = outbox_.Enqueue(prefix_ + "/reply", reply, 1, false); !r) {
     log::Error(kLog, r.error().String());
+    PublishUnpersisted(prefix_ + "/reply", reply, false);
+  }
   if (!request.response_topic.empty()) {
     mqtt::Message m{request.response_topic, reply, 1, false, "", request.correlation_data};
     client_.Publish(m, nullptr);

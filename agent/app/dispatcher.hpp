@@ -52,6 +52,7 @@ class Dispatcher final : public txn::Reporter {
   void SendReply(const std::string& reply, const mqtt::Message& request);
   std::optional<std::string> StoredReply(const std::string& id);
   void Emit(const nlohmann::json& event);
+  void PublishUnpersisted(const std::string& topic, const std::string& payload, bool retain);
   void GiveFirmware(const manifest::State& state, const std::string& rev);
 
   const config::Config& cfg_;

@@ -151,6 +151,7 @@ void Engine::RunnerMain() {
       wake_ = false;
     }
     auto open = journal_->OpenTransactions();
+    if (open) RecordUnrecorded(*open);
     if (!open) {
       log::Error(kLog, open.error().String());
     } else if (!open->empty()) {
@@ -181,14 +182,11 @@ void Engine::Finish(TxnRow& row, Trigger trigger, const std::string& status, con
   auto phase = Next(row.phase, trigger).value_or(trigger == Trigger::kRolledBack ? Phase::kRolledBack
                                                  : trigger == Trigger::kCancel  ? Phase::kCancelled
                                                                                 : Phase::kWontgo);
-  if (auto r = journal_->SetPhase(row, phase, msg); !r) log::Error(kLog, r.error().String());
-  // A revision that never committed keeps no blocks from collection (unless it is kept).
-  if (phase == Phase::kWontgo || phase == Phase::kCancelled || phase == Phase::kRolledBack) {
-    auto cur = journal_->Current();
-    auto prev = journal_->Previous();
-    bool kept = (cur && *cur && (*cur)->rev == row.rev) || (prev && *prev && (*prev)->rev == row.rev);
-    if (!kept) (void)cache_.Unpin(row.rev);
+  if (auto r = journal_->SetPhase(row, phase, msg); !r) {
+    log::Error(kLog, r.error().String());
+    unrecorded_[row.id] = {phase, msg};
   }
+  UnpinUncommitted(row.rev, phase);
   Report(row, status, progress, msg);
   {
     std::lock_guard lock(mutex_);
@@ -199,6 +197,31 @@ void Engine::Finish(TxnRow& row, Trigger trigger, const std::string& status, con
     }
   }
   reporter_.StateChanged();
+}
+
+// A revision that never committed keeps no blocks from collection (unless it is kept).
+void Engine::UnpinUncommitted(const std::string& rev, Phase phase) {
+  if (phase != Phase::kWontgo && phase != Phase::kCancelled && phase != Phase::kRolledBack) return;
+  auto cur = journal_->Current();
+  auto prev = journal_->Previous();
+  bool kept = (cur && *cur && (*cur)->rev == rev) || (prev && *prev && (*prev)->rev == rev);
+  if (!kept) (void)cache_.Unpin(rev);
+}
+
+void Engine::RecordUnrecorded(std::vector<TxnRow>& open) {
+  std::erase_if(open, [this](TxnRow& row) {
+    auto it = unrecorded_.find(row.id);
+    if (it == unrecorded_.end()) return false;
+    auto [phase, msg] = it->second;
+    if (journal_->SetPhase(row, phase, msg)) {
+      log::Info(kLog, "recorded the final phase of " + row.cmd_id + " at last");
+      // Finish() reported it already (unpersisted, when the outbox could not take it).
+      (void)journal_->MarkReported(row.cmd_id);
+      UnpinUncommitted(row.rev, phase);
+      unrecorded_.erase(it);
+    }
+    return true;
+  });
 }
 
 void Engine::Execute(TxnRow row) {

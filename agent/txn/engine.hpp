@@ -87,6 +87,9 @@ class Engine {
   ExpectedVoid Advance(TxnRow& row, Trigger trigger, const std::string& message = "");
   // Ends the transaction in the phase the table gives for trigger and reports status.
   void Finish(TxnRow& row, Trigger trigger, const std::string& status, const std::string& msg, int progress);
+  void UnpinUncommitted(const std::string& rev, Phase phase);
+  // Retries the final phases the journal could not write and drops their rows from open.
+  void RecordUnrecorded(std::vector<TxnRow>& open);
   ExpectedVoid ReachGoal(const manifest::Container& c, const std::string& instance, int timeout_s);
   void EnsureCurrentRunning();
   void Monitor();
@@ -115,6 +118,9 @@ class Engine {
   std::string cancel_reason_;
   Snapshot snapshot_;
   std::map<std::string, int> restarts_;  // by container name, for the committed revision
+  // Final phases a full disk kept out of the journal, by transaction id (runner thread only):
+  // already reported, so retried until written but never run (or reported) again.
+  std::map<std::int64_t, std::pair<Phase, std::string>> unrecorded_;
   std::thread runner_;
 };
 
