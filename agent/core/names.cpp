@@ -13,14 +13,16 @@ bool IsSafeName(std::string_view s) {
 
 bool IsSafeKey(std::string_view s) {
   if (s.empty() || s.front() == '/') return false;
-  if (s.find('\0') != std::string_view::npos || s.find('\\') != std::string_view::npos)
+  // DESIGN §2: no key "contains ..", not only as a whole segment.
+  if (s.find('\0') != std::string_view::npos || s.find('\\') != std::string_view::npos ||
+      s.find("..") != std::string_view::npos)
     return false;
   size_t start = 0;
   while (start <= s.size()) {
     size_t end = s.find('/', start);
     if (end == std::string_view::npos) end = s.size();
     auto seg = s.substr(start, end - start);
-    if (seg.empty() || seg == ".." || seg == ".") return false;
+    if (seg.empty() || seg == ".") return false;
     start = end + 1;
   }
   return true;

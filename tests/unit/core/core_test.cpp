@@ -29,6 +29,9 @@ TEST(Names, SafeKeys) {
   EXPECT_FALSE(IsSafeKey("web\\x"));
   EXPECT_FALSE(IsSafeKey(std::string("a\0b", 3)));
   EXPECT_FALSE(IsSafeKey("a//b"));
+  EXPECT_FALSE(IsSafeKey("web/a..b")) << "DESIGN: no key contains \"..\"";
+  EXPECT_FALSE(IsSafeKey("web/x.."));
+  EXPECT_TRUE(IsSafeKey("web/.hidden"));
 }
 
 TEST(Hex, BlockIds) {
