@@ -17,17 +17,20 @@ constexpr std::array<std::string_view, 9> kOwned = {
 
 // What a busybox container needs to run and be attachable, when the revision does not say:
 // no network of its own beyond loopback, /proc, /sys and the cgroup tree, a populated /dev,
-// and no console (nobody reads it; the agent uses attach).
+// and no console (nobody reads it; the agent uses attach). Containers are privileged, so
+// the capabilities that reach past the container (kernel modules, raw I/O, the clock, the
+// MAC policy) are dropped as LXC's own common.conf does, unless the revision says otherwise.
 struct Default {
   std::string_view prefix;  // any key starting with this counts as "set by the revision"
   std::string_view line;
 };
-constexpr std::array<Default, 5> kDefaults = {{
+constexpr std::array<Default, 6> kDefaults = {{
     {"lxc.net.", "lxc.net.0.type = empty"},
     {"lxc.mount.auto", "lxc.mount.auto = proc:mixed sys:ro cgroup:mixed"},
     {"lxc.autodev", "lxc.autodev = 1"},
     {"lxc.console.path", "lxc.console.path = none"},
     {"lxc.tty.max", "lxc.tty.max = 0"},
+    {"lxc.cap.", "lxc.cap.drop = mac_admin mac_override sys_module sys_rawio sys_time"},
 }};
 
 std::string_view Trim(std::string_view s) {

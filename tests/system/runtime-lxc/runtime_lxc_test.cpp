@@ -205,6 +205,14 @@ TEST_F(RuntimeLxc, StartStatusExecStop) {
   EXPECT_EQ(ExecCode(s.instance, "test \"$(hostname)\" = app"), 0);
   EXPECT_EQ(ExecCode(s.instance, "exit 3"), 3);
   EXPECT_EQ(ExecCode(s.instance, "test -x /sbin/gantry-init"), 0);
+  // The capabilities that reach past the container are not in its bounding set: sys_module
+  // (bit 16) and sys_time (bit 25); sys_admin (bit 21) is (privileged containers need it).
+  auto cap = [](int bit) {
+    return "v=$(awk '/^CapBnd/{print $2}' /proc/self/status); exit $(( (0x$v >> " + std::to_string(bit) + ") & 1 ))";
+  };
+  EXPECT_EQ(ExecCode(s.instance, cap(16)), 0) << "sys_module was not dropped";
+  EXPECT_EQ(ExecCode(s.instance, cap(25)), 0) << "sys_time was not dropped";
+  EXPECT_EQ(ExecCode(s.instance, cap(21)), 1) << "the bounding set check reads nothing";
   // lxc-ls on the data dir's lxcpath sees it (DESIGN §7).
   auto [rc, ls] = test::Sh("lxc-ls -P " + (data_.path() / "containers").string() + " --running");
   EXPECT_NE(ls.find(s.instance), std::string::npos) << ls;

@@ -38,6 +38,8 @@ TEST(LxcConfig, DefaultsOnlyWhereTheRevisionIsSilent) {
   EXPECT_NE(bare.find("lxc.net.0.type = empty\n"), std::string::npos);
   EXPECT_NE(bare.find("lxc.mount.auto = proc:mixed sys:ro cgroup:mixed\n"), std::string::npos);
   EXPECT_NE(bare.find("lxc.autodev = 1\n"), std::string::npos);
+  EXPECT_NE(bare.find("lxc.cap.drop = mac_admin mac_override sys_module sys_rawio sys_time\n"), std::string::npos);
+  EXPECT_EQ(Count(ComposeConfig("lxc.cap.drop = sys_admin\n", kOwned), "lxc.cap.drop"), 1);
 
   auto own = ComposeConfig("lxc.net.0.type = veth\nlxc.net.0.link = br0\nlxc.mount.auto = proc\n",
                            kOwned);
