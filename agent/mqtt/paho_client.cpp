@@ -61,9 +61,14 @@ class PahoClient final : public Client {
       if (!m.response_topic.empty()) props.add({::mqtt::property::RESPONSE_TOPIC, m.response_topic});
       msg->set_properties(props);
     }
+    // on_done is copied, not moved, into the listener: when Paho refuses the message it
+    // drops the listener uncalled, and on_done(false) must still reach the caller (the outbox
+    // would otherwise wait for it forever and never publish that row again).
+    auto* listener = new Listener(on_done);
     try {
-      client_.publish(msg, nullptr, *new Listener(std::move(on_done)));
+      client_.publish(msg, nullptr, *listener);
     } catch (const ::mqtt::exception& e) {
+      delete listener;
       // Not connected: the caller's outbox keeps the message and retries after reconnect.
       log::Debug(kLog, std::string("publish deferred: ") + e.what());
       if (on_done) on_done(false);

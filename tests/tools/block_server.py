@@ -22,7 +22,9 @@ active fault of its own):
                             carrying a Range header}}. Bytes are those written to the socket,
                             also when a connection is cut.
   /_fault?path=PATH&...     set faults for PATH (replaces that PATH's previous faults):
-      cut_after=N           send N body bytes, then close the connection (count times)
+      cut_after=N           send N body bytes, then close the connection (count times);
+                            N1,N2,... cuts the k-th faulted request after Nk bytes (the
+                            last value repeats when count is larger)
       stall_ms=M            after the headers, wait M ms before the body (count times)
       status=S              answer S with an empty body instead of the file (count times)
       count=K               how many requests cut_after / stall_ms / status apply to
@@ -71,9 +73,13 @@ class State:
             view = {"ignore_range": f.get("ignore_range", False), "rate_bps": f.get("rate_bps", 0)}
             if f.get("count", 0) > 0:
                 f["count"] -= 1
-                for key in ("cut_after", "stall_ms", "status"):
+                for key in ("stall_ms", "status"):
                     if key in f:
                         view[key] = f[key]
+                if "cut_after" in f:
+                    cuts = f["cut_after"]
+                    view["cut_after"] = cuts[min(f["taken"], len(cuts) - 1)]
+                f["taken"] += 1
             return view
 
     def count_request(self, path, ranged):
@@ -178,12 +184,14 @@ class Handler(BaseHTTPRequestHandler):
         if "path" not in query:
             return self.reply_json(400, {"error": "path is required"})
         try:
-            f = {"count": int(query.get("count", "1")),
+            f = {"count": int(query.get("count", "1")), "taken": 0,
                  "ignore_range": query.get("ignore_range", "0") not in ("0", ""),
                  "rate_bps": int(query.get("rate_bps", "0"))}
-            for key in ("cut_after", "stall_ms", "status"):
+            for key in ("stall_ms", "status"):
                 if key in query:
                     f[key] = int(query[key])
+            if "cut_after" in query:
+                f["cut_after"] = [int(n) for n in query["cut_after"].split(",")]
         except ValueError as e:
             return self.reply_json(400, {"error": str(e)})
         state = self.server.state
