@@ -297,10 +297,19 @@ void RegisterMqttCommands(CLI::App& app) {
       auto sensors = state.value("sensors", nlohmann::json::array());
       if (!sensors.empty()) {
         std::printf("\n%-16s %-12s %-10s %-5s %s\n", "SENSOR", "MODEL", "VERSION", "SEQ", "JOB");
+        // The latest job in a line: state, share of the image the sensor has, and why.
+        auto job_line = [](const nlohmann::json& j) -> std::string {
+          if (!j.is_object()) return "-";
+          auto size = j.value("size", 0.0), offset = j.value("offset", 0.0);
+          int pct = size > 0 ? static_cast<int>(100 * offset / size) : 0;
+          std::string line = j.value("state", "?") + " " + std::to_string(pct) + "%";
+          if (!j.value("reason", "").empty()) line += " " + j.value("reason", "");
+          return line;
+        };
         for (auto& s : sensors)
           std::printf("%-16s %-12s %-10s %-5s %s\n", str(s["id"]).c_str(), str(s["model"]).c_str(),
                       str(s["version"]).c_str(), str(s["seq"]).c_str(),
-                      s.contains("job") ? s["job"].dump().c_str() : "-");
+                      job_line(s.value("job", nlohmann::json())).c_str());
       }
       auto cache = state.value("cache", nlohmann::json::object());
       std::printf("\ncache    %s in %s blocks, quota %s\n", HumanBytes(cache.value("bytes", 0.0)).c_str(),

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -344,6 +345,17 @@ TEST_F(PackAgent, PackedExamplesRunSwapOnlyWhatChangedAndRollBack) {
   auto web2 = Instance("web");
   EXPECT_EQ(web2, web1);
   EXPECT_NE(Attach(web2, "wget -qO- http://127.0.0.1:8080/").find("Hello from Gantry"), std::string::npos);
+
+  // What the operator reads: gantryctl status, a table of the retained state.
+  auto [src, status] = Sh(Q(kCtl) + " status --broker " + Q(a.broker().uri()) + " --device " + a.device);
+  ASSERT_EQ(src, 0) << status;
+  EXPECT_NE(status.find("device   " + a.device + " (online)"), std::string::npos) << status;
+  EXPECT_NE(status.find("revision rev2  seq 2  status ERROR"), std::string::npos) << status;
+  for (auto c : {"web", "collector"}) {
+    std::regex row(std::string("\n") + c + " +app +RUNNING +rev2 +0\n");
+    EXPECT_TRUE(std::regex_search(status, row)) << c << " row missing:\n" << status;
+  }
+  EXPECT_NE(status.find("cache    "), std::string::npos) << status;
 }
 
 }  // namespace
