@@ -77,7 +77,9 @@ void Engine::Wake(std::optional<std::string> superseded_by) {
   {
     std::lock_guard lock(mutex_);
     wake_ = true;
-    if (superseded_by && running_id_ != 0 && !running_switching_) {
+    // The runner also polls: it may already be running the very transaction this wake
+    // announces, which must not cancel itself.
+    if (superseded_by && running_id_ != 0 && !running_switching_ && running_rev_ != *superseded_by) {
       cancel_reason_ = "superseded by " + *superseded_by;
       cancel_ = true;
     }
@@ -228,12 +230,14 @@ void Engine::Execute(TxnRow row) {
   {
     std::lock_guard lock(mutex_);
     running_id_ = row.id;
+    running_rev_ = row.rev;
     running_switching_ = TouchesRunning(row.phase);
     cancel_ = false;
   }
   auto done = [this] {
     std::lock_guard lock(mutex_);
     running_id_ = 0;
+    running_rev_.clear();
     running_switching_ = false;
   };
 

@@ -69,7 +69,7 @@ class Engine {
   void Stop();
 
   // Loop thread. Wakes the runner after a transaction row was inserted; supersedes an
-  // update not yet switching (it ends CANCELLED "superseded by <rev>").
+  // update of another revision not yet switching (it ends CANCELLED "superseded by <rev>").
   void Wake(std::optional<std::string> superseded_by = std::nullopt);
   // Cancels the running update if it has not begun switching. Error "not_cancellable".
   ExpectedVoid Cancel();
@@ -113,6 +113,7 @@ class Engine {
   bool stop_ = false;
   bool wake_ = false;
   std::int64_t running_id_ = 0;
+  std::string running_rev_;
   bool running_switching_ = false;
   std::atomic<bool> cancel_{false};
   std::string cancel_reason_;

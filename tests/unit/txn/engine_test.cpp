@@ -276,6 +276,25 @@ TEST_F(EngineTest, ANewerUpdateSupersedesOneNotYetSwitching) {
   EXPECT_EQ(rt_.Running().size(), 1u);
 }
 
+// Regression (found by the network-faults test): the runner polls, so it can pick up a new
+// row between the dispatcher's commit and its Wake(); that late Wake() cancelled the very
+// update it announced ("superseded by r1" of r1).
+TEST_F(EngineTest, ALateWakeDoesNotSupersedeTheUpdateItAnnounces) {
+  StartEngine();
+  bool woke = false;
+  reporter_.on_progress = [&](const json& e) {
+    if (e["id"] == "u1" && e["status"] == "DOWNLOADING" && !woke) {
+      woke = true;
+      engine_->Wake("r1");
+    }
+  };
+  Insert("u1", "r1", 1, {{"a", "1"}});  // no Wake(): the runner's poll finds it
+  auto e = reporter_.WaitFinal("u1");
+  EXPECT_TRUE(woke);
+  EXPECT_EQ(e["status"], "DONE") << e.dump();
+  EXPECT_EQ(CurrentRev(), "r1");
+}
+
 TEST_F(EngineTest, CancelBeforeSwitchingTouchesNothingRunning) {
   StartEngine();
   EXPECT_FALSE(engine_->Cancel()) << "nothing to cancel";
