@@ -136,7 +136,7 @@ TEST(SecurityTraversal, EveryFieldThatBecomesAPathIsRefused) {
       {"sensor dir ..", state_key("_sensors/../" + m + "/firmware.bin", fw_id), "bad_name", "state key"},
       {"sensor model uppercase", sensor_model("Gx-" + m), "bad_name", "sensor model"},
       {"sensor model dot", sensor_model("." + m), "bad_name", "sensor model"},
-      {"sensor model with ..", sensor_model("m.." + m), "bad_name", "sensor model"},
+      {"sensor model with ..", sensor_model("m.." + m), "bad_name", "state key"},  // a key with ".." anywhere
       {"sensor target ../",
        [&](json& d, json&, json&) { d["state"]["_sensors/m1/sensor.json"]["targets"] = {"../" + m}; }, "bad_name",
        "sensor.json.targets"},
@@ -147,7 +147,7 @@ TEST(SecurityTraversal, EveryFieldThatBecomesAPathIsRefused) {
       {"objects key ../x",
        [&](json& d, json&, json&) { d["objects"]["../" + m] = {{"size", 1}}; }, "bad_block_id", "objects: key"},
       {"container name uppercase", rename_container("Evil" + m), "bad_name", "container name"},
-      {"container name with ..", rename_container("c.." + m), "bad_name", "container name"},
+      {"container name with ..", rename_container("c.." + m), "bad_name", "state key"},  // its keys contain ".."
       {"container name leading dot", rename_container("." + m), "bad_name", "container name"},
       {"container name leading dash", rename_container("-" + m), "bad_name", "container name"},
       {"container name 64 chars", rename_container(std::string(64, 'c')), "bad_name", "container name"},
