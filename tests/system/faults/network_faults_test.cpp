@@ -300,7 +300,9 @@ TEST(NetworkFaults, UpdatesCompleteThroughBrokerRestartsCutAndStalledDownloads) 
     long r = std::min<long>(want_restarts - t.restarts, t.Uniform(1, 3));
     std::vector<int> delays;
     for (long i = 0; i < r; ++i) delays.push_back(t.Uniform(0, i == 0 ? 600 : 800));
-    if (t.Uniform(0, 3) == 0) delays[0] = 0;  // at once: the agent may not have the command yet
+    // At once: the agent may not have the command yet. (None left once the restarts are spent
+    // while cuts or stalls remain.)
+    if (t.Uniform(0, 3) == 0 && !delays.empty()) delays[0] = 0;
 
     t.Send(u.id);
     t.tally.inputs++;
