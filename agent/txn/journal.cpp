@@ -40,8 +40,8 @@ Expected<std::int64_t> Journal::Insert(const TxnRow& row) {
   return db_.LastInsertId();
 }
 
-Expected<std::vector<TxnRow>> Journal::OpenTransactions() {
-  auto st = db_.Prepare(std::string("SELECT ") + kColumns + " FROM transactions WHERE final = 0 ORDER BY id");
+Expected<std::vector<TxnRow>> Journal::Rows(const std::string& where) {
+  auto st = db_.Prepare(std::string("SELECT ") + kColumns + " FROM transactions WHERE " + where + " ORDER BY id");
   if (!st) return Unexpected(st.error());
   std::vector<TxnRow> out;
   for (;;) {
@@ -55,20 +55,10 @@ Expected<std::vector<TxnRow>> Journal::OpenTransactions() {
   return out;
 }
 
+Expected<std::vector<TxnRow>> Journal::OpenTransactions() { return Rows("final = 0"); }
+
 Expected<std::vector<TxnRow>> Journal::UnreportedFinals() {
-  auto st = db_.Prepare(std::string("SELECT ") + kColumns +
-                        " FROM transactions WHERE id IN (SELECT txn_id FROM unreported_finals) ORDER BY id");
-  if (!st) return Unexpected(st.error());
-  std::vector<TxnRow> out;
-  for (;;) {
-    auto step = st->Step();
-    if (!step) return Unexpected(step.error());
-    if (!*step) break;
-    auto row = ReadRow(*st);
-    if (!row) return Unexpected(row.error());
-    out.push_back(std::move(*row));
-  }
-  return out;
+  return Rows("id IN (SELECT txn_id FROM unreported_finals)");
 }
 
 ExpectedVoid Journal::MarkReported(const std::string& cmd_id) {

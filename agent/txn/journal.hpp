@@ -69,6 +69,8 @@ class Journal {
   ExpectedVoid Commit(TxnRow& row, bool raise_high_seq);
 
  private:
+  // Transactions matching a fixed SQL condition (never caller input), oldest first.
+  Expected<std::vector<TxnRow>> Rows(const std::string& where);
   Expected<std::optional<std::string>> Meta(const std::string& key);
   ExpectedVoid SetMeta(const std::string& key, const std::string& value);
   Expected<std::optional<RevisionRow>> Revision(const std::string& rev);
