@@ -19,7 +19,8 @@ PACKAGES=(
   libssl-dev openssl libcurl4-openssl-dev curl libgtest-dev libgmock-dev libbenchmark-dev
   libcoap3-dev libcoap3-bin libsystemd-dev libexpected-dev libcli11-dev
   mosquitto mosquitto-clients squashfs-tools busybox-static python3 python3-jsonschema
-  clang libclang-rt-14-dev systemd file procps iproute2 util-linux
+  clang libclang-rt-14-dev systemd file procps iproute2 util-linux ccache
+  casync rabbitmq-server chromium chromium-driver python3-selenium libcpp-httplib-dev
 )
 
 install_missing() {
@@ -38,6 +39,8 @@ install_missing() {
   fi
   # The broker is started by the tests themselves on free ports; the packaged one is not needed.
   systemctl disable --now mosquitto >/dev/null 2>&1 || true
+  # Likewise RabbitMQ: the fleet tests start their own three-node cluster on free ports.
+  systemctl disable --now rabbitmq-server epmd.socket epmd.service >/dev/null 2>&1 || true
 }
 
 build() {
