@@ -20,7 +20,7 @@ PACKAGES=(
   libcoap3-dev libcoap3-bin libsystemd-dev libexpected-dev libcli11-dev
   mosquitto mosquitto-clients squashfs-tools busybox-static python3 python3-jsonschema
   clang libclang-rt-14-dev systemd file procps iproute2 util-linux ccache
-  casync rabbitmq-server chromium chromium-driver python3-selenium libcpp-httplib-dev
+  casync rabbitmq-server chromium chromium-driver python3-selenium libcpp-httplib-dev man-db xxd
 )
 
 install_missing() {

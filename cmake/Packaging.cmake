@@ -20,6 +20,27 @@ install(FILES ${CMAKE_SOURCE_DIR}/examples/config/gantryd.json DESTINATION /etc/
 # trust.keys_dir of the shipped configuration: the operator copies public keys here.
 install(DIRECTORY DESTINATION /etc/gantry/keys)
 
+# Man pages, gzip'd as Debian policy wants them (gzip -n: no name or time, reproducible), and
+# the documents under /usr/share/doc/gantry (the README, docs/*.md).
+find_program(GANTRY_GZIP gzip REQUIRED)
+set(_gantry_man_gz)
+foreach(page gantryctl.1 gantryd.8)
+  string(REGEX REPLACE ".*\\.([0-9])$" "\\1" _section ${page})
+  set(_src ${CMAKE_SOURCE_DIR}/docs/man/${page})
+  set(_gz ${CMAKE_BINARY_DIR}/man/${page}.gz)
+  add_custom_command(OUTPUT ${_gz}
+                     COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/man
+                     COMMAND ${CMAKE_COMMAND} -E copy ${_src} ${CMAKE_BINARY_DIR}/man/${page}
+                     COMMAND ${GANTRY_GZIP} -9nf ${CMAKE_BINARY_DIR}/man/${page}
+                     DEPENDS ${_src} VERBATIM)
+  list(APPEND _gantry_man_gz ${_gz})
+  install(FILES ${_gz} DESTINATION ${CMAKE_INSTALL_MANDIR}/man${_section})
+endforeach()
+add_custom_target(gantry_man ALL DEPENDS ${_gantry_man_gz})
+install(FILES ${CMAKE_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR}
+        FILES_MATCHING PATTERN "*.md" PATTERN man EXCLUDE)
+
 # dpkg keeps an operator's edits of a conffile across upgrades and asks before replacing it.
 file(WRITE ${CMAKE_BINARY_DIR}/packaging/conffiles "/etc/gantry/gantryd.json\n")
 

@@ -35,7 +35,7 @@ namespace {
 
 constexpr const char* kLog = "gantryd";
 
-// Stops two agents from sharing one data dir (DESIGN §7). Held until the process exits.
+// Stops two agents from sharing one data dir (docs/operator-guide.md). Held until the process exits.
 Expected<int> LockDataDir(const std::filesystem::path& data_dir) {
   auto path = data_dir / "lock";
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);

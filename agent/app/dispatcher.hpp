@@ -1,5 +1,5 @@
 #pragma once
-// Turns MQTT commands into engine work and engine reports into MQTT messages (DESIGN §3).
+// Turns MQTT commands into engine work and engine reports into MQTT messages (docs/protocol.md).
 // Runs on the loop thread; the Reporter side is called from the engine's runner and posts.
 #include <cstdint>
 #include <nlohmann/json.hpp>

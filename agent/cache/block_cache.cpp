@@ -337,7 +337,7 @@ Expected<std::uint64_t> BlockCache::Collect(bool full) {
   return freed_total;
 }
 
-// The commit order of DESIGN §4: the partial is fsync'd, renamed into objects/ and the
+// The commit order of docs/architecture.md: the partial is fsync'd, renamed into objects/ and the
 // directory fsync'd before the row exists.
 ExpectedVoid BlockCache::Commit(const BlockRef& block, const stdfs::path& partial) {
   {

@@ -1,5 +1,5 @@
 #pragma once
-// The content-addressed block cache (DESIGN §4 FETCHING, §7): verified blocks in
+// The content-addressed block cache (docs/architecture.md FETCHING, docs/operator-guide.md layout): verified blocks in
 // <data_dir>/objects/<aa>/<sha256> (mode 0444), partial downloads in <data_dir>/tmp/<sha256>,
 // tracked in SQLite (tables blocks and pins of <data_dir>/gantry.db, on a connection of its
 // own). A block is recorded only after its bytes hashed to its id, were fsync'd and renamed

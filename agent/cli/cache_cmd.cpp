@@ -1,4 +1,4 @@
-// gantryctl cache ls|verify|gc|fetch: the block cache of a data dir (DESIGN §7, §8).
+// gantryctl cache ls|verify|gc|fetch: the block cache of a data dir (docs/operator-guide.md).
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>

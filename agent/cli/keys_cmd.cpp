@@ -1,4 +1,4 @@
-// gantryctl keygen / sign: the operator's signing keys and the signed envelope (DESIGN §2).
+// gantryctl keygen / sign: the operator's signing keys and the signed envelope (docs/revision-format.md).
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -17,7 +17,7 @@
 namespace gantry::cli {
 namespace {
 
-// The envelope travels inside a command envelope capped at 1 MiB (DESIGN §3); leave room for
+// The envelope travels inside a command envelope capped at 1 MiB (docs/protocol.md); leave room for
 // the command's own members.
 constexpr size_t kMaxEnvelopeBytes = (1u << 20) - 4096;
 constexpr std::uint64_t kMaxRevisionBytes = 16u << 20;

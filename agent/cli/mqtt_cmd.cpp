@@ -1,4 +1,4 @@
-// gantryctl publish / cmd / status: the operator's side of DESIGN §3.
+// gantryctl publish / cmd / status: the operator's side of docs/protocol.md.
 #include <unistd.h>
 
 #include <chrono>

@@ -1,5 +1,5 @@
 // gantryctl pack: build a bundle (state.json, objects/, revision.json) from a source tree of
-// containers (DESIGN §8; format in examples/revisions/README.md).
+// containers (docs/operator-guide.md; format in examples/revisions/README.md).
 #include <iostream>
 #include <memory>
 #include <string>

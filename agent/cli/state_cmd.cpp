@@ -1,5 +1,5 @@
 // gantryctl state inspect: a bare state, a revision document or a signed envelope, parsed
-// offline with the agent's own parser (DESIGN §8).
+// offline with the agent's own parser (docs/operator-guide.md).
 #include <algorithm>
 #include <cstdio>
 #include <iostream>

@@ -1,5 +1,5 @@
 #pragma once
-// The command envelope of DESIGN §3: size and depth capped before and while parsing, then
+// The command envelope of docs/protocol.md: size and depth capped before and while parsing, then
 // strictly typed. Nothing here executes a command.
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -35,7 +35,7 @@ tl::expected<Command, Rejection> Parse(std::string_view payload);
 Expected<nlohmann::json> ParseCapped(std::string_view text, size_t max_bytes = kMaxBytes,
                                      int max_depth = kMaxDepth);
 
-// The reply of DESIGN §3: {"id", "ok", "error": {"code", "message"}}.
+// The reply of docs/protocol.md: {"id", "ok", "error": {"code", "message"}}.
 std::string Reply(const std::optional<std::string>& id, const ExpectedVoid& result);
 
 }  // namespace gantry::command

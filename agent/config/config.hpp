@@ -1,5 +1,5 @@
 #pragma once
-// gantryd's configuration (DESIGN §8). Loaded from one JSON file, checked key by key: an
+// gantryd's configuration (docs/operator-guide.md). Loaded from one JSON file, checked key by key: an
 // unknown key or a bad value is an error naming the key (gantryd exits 2).
 #include <cstdint>
 #include <filesystem>
@@ -58,7 +58,7 @@ struct Config {
   Relay relay;
 };
 
-// gantryd's command-line overrides (DESIGN §8). They are put into the document before it is
+// gantryd's command-line overrides (docs/operator-guide.md). They are put into the document before it is
 // checked, so a bad override is refused like a bad key in the file, e.g.
 // "device_id: must be a safe name: ... (given with --device-id)".
 struct Overrides {

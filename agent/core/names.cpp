@@ -13,7 +13,7 @@ bool IsSafeName(std::string_view s) {
 
 bool IsSafeKey(std::string_view s) {
   if (s.empty() || s.front() == '/') return false;
-  // DESIGN §2: no key "contains ..", not only as a whole segment.
+  // docs/revision-format.md: no key "contains ..", not only as a whole segment.
   if (s.find('\0') != std::string_view::npos || s.find('\\') != std::string_view::npos ||
       s.find("..") != std::string_view::npos)
     return false;

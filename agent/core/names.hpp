@@ -1,5 +1,5 @@
 #pragma once
-// DESIGN §2 name rules: anything that becomes a path is checked here and nowhere else.
+// docs/revision-format.md name rules: anything that becomes a path is checked here and nowhere else.
 #include <string_view>
 
 namespace gantry {

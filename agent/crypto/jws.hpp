@@ -1,5 +1,5 @@
 #pragma once
-// The signed envelope of DESIGN §2: JWS (RFC 7515) General JSON Serialization, alg EdDSA or
+// The signed envelope of docs/revision-format.md: JWS (RFC 7515) General JSON Serialization, alg EdDSA or
 // ES256, kid in the protected header, a threshold of distinct trusted keys.
 //
 // Error codes (sent on the wire in replies and WONTGO events):

@@ -1,5 +1,5 @@
 #pragma once
-// Resumable, hashing HTTP(S)/file downloads into partial files (DESIGN §4 FETCHING). This is
+// Resumable, hashing HTTP(S)/file downloads into partial files (docs/architecture.md FETCHING). This is
 // the only module that includes curl. It does not decide whether a digest is right: the
 // caller's OnComplete does, and can ask for a block again from byte 0.
 #include <atomic>

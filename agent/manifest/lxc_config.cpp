@@ -56,7 +56,7 @@ std::optional<Refusal> Refuse(std::string_view key, std::string_view value) {
   if (key == "lxc.include") return Refusal{"lxc.include", "includes a host file"};
   if (key == "lxc.mount.entry" && MountsHostPath(value))
     return Refusal{"lxc.mount.entry", "mounts a host path into the container"};
-  // Not in DESIGN §2's list, but as host-escaping as lxc.include and lxc.mount.entry: a host
+  // Not in docs/container-isolation.md's list, but as host-escaping as lxc.include and lxc.mount.entry: a host
   // file of mount entries (a cached block has a predictable path), a host file or device.
   if (key == "lxc.mount.fstab") return Refusal{"lxc.mount.fstab", "mounts the host paths a host file lists"};
   if (key == "lxc.console.logfile") return Refusal{"lxc.console.logfile", "writes a host file"};

@@ -1,5 +1,5 @@
 #pragma once
-// The revision document carried in the signed envelope (DESIGN §2) and the checks that decide
+// The revision document carried in the signed envelope (docs/revision-format.md) and the checks that decide
 // whether this device takes it (failures become WONTGO with the error's code and message).
 #include <cstdint>
 #include <map>

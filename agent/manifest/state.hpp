@@ -1,5 +1,5 @@
 #pragma once
-// The Pantavisor system state (DESIGN §2), parsed into what Gantry acts on. Real pvr exports
+// The Pantavisor system state (docs/revision-format.md), parsed into what Gantry acts on. Real pvr exports
 // parse: keys Gantry does not act on are kept in `raw` and listed in `warnings`, never fatal.
 // Everything that becomes a path is checked here. Required, as pvr always writes them: the
 // state's "#spec", and "#spec", "name" and "type" in each <c>/run.json. sensor.json (Gantry's

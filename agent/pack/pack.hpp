@@ -1,6 +1,6 @@
 #pragma once
 // gantryctl pack: a source tree of containers → a bundle an operator signs and serves
-// (DESIGN §2, §8). The source-tree format is documented in examples/revisions/README.md.
+// (docs/revision-format.md, docs/operator-guide.md). The source-tree format is documented in examples/revisions/README.md.
 //
 //   SRC/<c>/rootfs/            a directory tree → the squashfs block <c>/root.squashfs
 //   SRC/<c>/run.json           inline; pack fills in root-volume and config (and #spec, name,

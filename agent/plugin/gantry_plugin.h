@@ -1,4 +1,4 @@
-/* The one ABI between gantryd and its plugins (DESIGN §6).
+/* The one ABI between gantryd and its plugins (docs/architecture.md).
  *
  * A plugin is a shared object exporting
  *     const GantryPluginV1* gantry_plugin_v1(void);

@@ -1,5 +1,5 @@
 #pragma once
-// Loading a Gantry plugin (DESIGN §6) and calling it: dlopen, the gantry_plugin_v1 entry
+// Loading a Gantry plugin (docs/architecture.md) and calling it: dlopen, the gantry_plugin_v1 entry
 // point, the ABI and kind checks, create(), and call() with its JSON reply checked. The
 // runtime and relay adapters build their interfaces on top of this.
 //

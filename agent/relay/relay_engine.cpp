@@ -18,7 +18,7 @@ constexpr int kMaxWindow = 64;
 // A job that failed for another reason than a revert is offered again on the sensor's next
 // hello, up to this many offers in all.
 constexpr int kMaxAttempts = 3;
-// LwM2M Object 5 results (DESIGN §5).
+// LwM2M Object 5 results (docs/protocol.md).
 constexpr int kResultSuccess = 1;
 constexpr int kResultConnectionLost = 4;
 constexpr int kResultReverted = 8;

@@ -1,5 +1,5 @@
 #pragma once
-// The downstream sensor relay (DESIGN §5): decides which sensor gets which firmware image,
+// The downstream sensor relay (docs/protocol.md): decides which sensor gets which firmware image,
 // keeps jobs in SQLite so they survive a restart, and drives each job from the sensors'
 // hello/status messages. Bytes never pass through here: the transport plugin serves the
 // sensor-paced pulls itself from the image files the engine hands it.

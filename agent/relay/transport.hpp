@@ -1,6 +1,6 @@
 #pragma once
 // A downstream transport as the relay engine sees it. The implementations are the
-// gantry-relay-<name>.so plugins (DESIGN §6), loaded by LoadRelayPlugin(). Every method only
+// gantry-relay-<name>.so plugins (docs/architecture.md), loaded by LoadRelayPlugin(). Every method only
 // queues work in the plugin (an MQTT publish, a table swap) and returns at once, so the engine
 // may call it from the event loop.
 #include <filesystem>

@@ -1,6 +1,6 @@
 #pragma once
-// The container runtime as the agent sees it (DESIGN §2 storage, §4 STAGED/SWITCHING/stop,
-// §6 plugins, §7 layout). The only implementation is the gantry-runtime-lxc.so plugin; this
+// The container runtime as the agent sees it (docs/revision-format.md storage, docs/architecture.md STAGED/SWITCHING/stop,
+// docs/architecture.md plugins, docs/operator-guide.md layout). The only implementation is the gantry-runtime-lxc.so plugin; this
 // header and its loader know nothing of liblxc.
 //
 // Threading: LoadRuntimePlugin() forks the plugin's liblxc helper process. Call it in gantryd's

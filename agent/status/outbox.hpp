@@ -1,5 +1,5 @@
 #pragma once
-// The persisted outbox (DESIGN §3): progress events and the retained state are written to
+// The persisted outbox (docs/protocol.md): progress events and the retained state are written to
 // SQLite first and deleted only when the broker acknowledged them, so nothing is lost while
 // the broker is away and order is kept. Lives on the agent's loop thread.
 #include <cstdint>

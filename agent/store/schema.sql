@@ -61,7 +61,7 @@ CREATE TABLE meta (
   key TEXT PRIMARY KEY NOT NULL,
   value TEXT NOT NULL
 );
--- Downstream sensors as their last retained hello described them (DESIGN §5).
+-- Downstream sensors as their last retained hello described them (docs/protocol.md).
 CREATE TABLE relay_sensors (
   id TEXT PRIMARY KEY NOT NULL,
   transport TEXT NOT NULL,

@@ -1,5 +1,5 @@
 #pragma once
-// Everything an update must pass before the agent accepts it (DESIGN §2, §3): signature and
+// Everything an update must pass before the agent accepts it (docs/revision-format.md, docs/protocol.md): signature and
 // threshold, the revision document, the state, applicability, and space. A refusal here is
 // answered ok:false plus one WONTGO; nothing is changed.
 #include <nlohmann/json.hpp>

@@ -1,5 +1,5 @@
 #pragma once
-// The update engine (DESIGN §4): one runner thread takes open transactions one at a time and
+// The update engine (docs/architecture.md): one runner thread takes open transactions one at a time and
 // drives them through the phase table, writing each phase to SQLite before its side effect.
 // The agent's loop submits and cancels; the runner reports through a thread-safe Reporter.
 #include <atomic>

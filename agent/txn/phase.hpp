@@ -1,5 +1,5 @@
 #pragma once
-// The update transaction's states and its one transition table (DESIGN §4).
+// The update transaction's states and its one transition table (docs/architecture.md).
 #include <optional>
 #include <string_view>
 

@@ -1,4 +1,4 @@
-// gantry-sensor-sim: N simulated constrained sensors speaking DESIGN §5 over MQTT.
+// gantry-sensor-sim: N simulated constrained sensors speaking docs/protocol.md over MQTT.
 //
 // Each sensor keeps a flash slot (a file) and its progress in <state-dir>/<id>/, so a killed
 // and restarted simulator resumes where it stopped. It pulls the offered image window by window
@@ -483,7 +483,7 @@ void Sensor::Tick(Clock::time_point now) {
 
 int main(int argc, char** argv) {
   Flags f;
-  CLI::App app{"Simulated sensors for the Gantry MQTT relay (DESIGN §5)"};
+  CLI::App app{"Simulated sensors for the Gantry MQTT relay (docs/protocol.md)"};
   app.add_option("--broker", f.broker, "MQTT broker URI");
   app.add_option("--root", f.root, "topic root");
   app.add_option("--device", f.device, "gateway device id");

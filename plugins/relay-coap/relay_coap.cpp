@@ -1,6 +1,6 @@
 // gantry-relay-coap.so: `GET coap://<gw>:<coap_port>/fw/<sha256>` serves the current
 // revision's sensor images block-wise (Block2 with Size2 and an ETag), LwM2M Package-URI style
-// (DESIGN §5). libcoap does the block bookkeeping, so any block can be asked for first (resume).
+// (docs/protocol.md). libcoap does the block bookkeeping, so any block can be asked for first (resume).
 //
 // Threads: libcoap is not thread-safe here, so one thread owns the context and every resource.
 // call("set-images") hands the new image set over under a mutex and waits until that thread has

@@ -1,4 +1,4 @@
-// gantry-relay-mqtt.so: the MQTT downstream transport of DESIGN §5.
+// gantry-relay-mqtt.so: the MQTT downstream transport of docs/protocol.md.
 //
 // Options (create()): {"device_id", "root", "mqtt_uri", "version": 4|5, "ca_file",
 // "cert_file", "key_file", "username", "password", "link_rate_bps"}. The host passes

@@ -1,5 +1,5 @@
 #pragma once
-// The S/data frame of DESIGN §5, shared by the relay plugin and the sensor simulator:
+// The S/data frame of docs/protocol.md, shared by the relay plugin and the sensor simulator:
 // a 16-byte big-endian header (u8 version=1, u8 flags, u8 file=1, u8 0, u16 job, u32 offset,
 // u16 len, u32 crc32) followed by len raw bytes. The crc is zlib's CRC-32 of those bytes.
 #include <array>

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Relay benchmark (DESIGN §5): N simulated sensors (default 200) pull a 256 KiB image each over
+# Relay benchmark (docs/protocol.md): N simulated sensors (default 200) pull a 256 KiB image each over
 # the MQTT relay, chunk 1024, window 4. Prints total time, payload throughput, the relay's CPU
 # seconds and peak RSS, and, as a baseline in the same run on the same broker, mosquitto_pub →
 # mosquitto_sub moving the same bytes in 1 KiB messages.

@@ -1,4 +1,4 @@
-// The command envelope (DESIGN §3) as it arrives on G/cmd: any bytes, at most 64 KiB here.
+// The command envelope (docs/protocol.md) as it arrives on G/cmd: any bytes, at most 64 KiB here.
 // Parse must return a value or a rejection, and the reply built from either must be valid JSON.
 #include <cstddef>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// The signed revision envelope (DESIGN §2): a General JSON JWS checked against a fixed trust
+// The signed revision envelope (docs/revision-format.md): a General JSON JWS checked against a fixed trust
 // store of one Ed25519 and one P-256 key (kids "ed" and "p256"; the private halves made the
 // valid seeds in ../corpus/jws). Thresholds 1 and 2 are both tried so that the multi-signature
 // paths run.

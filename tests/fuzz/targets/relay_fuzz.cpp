@@ -1,4 +1,4 @@
-// The sensors' hello/status messages (DESIGN §5). The MQTT plugin only checks that a message is
+// The sensors' hello/status messages (docs/protocol.md). The MQTT plugin only checks that a message is
 // a JSON object of at most 4 KiB before posting it as an event; every field is read by
 // RelayEngine::OnTransportEvent, which is not separable from the engine, so the engine runs
 // here whole: an in-memory store, one firmware image, and a transport that accepts everything.

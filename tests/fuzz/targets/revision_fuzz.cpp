@@ -1,4 +1,4 @@
-// The revision document and the Pantavisor state inside it (DESIGN §2), as a verified JWS
+// The revision document and the Pantavisor state inside it (docs/revision-format.md), as a verified JWS
 // payload: any bytes. Parsed under both BSP policies; what parses is then checked the way the
 // agent checks it (objects complete, applicable to this device).
 #include <cstddef>

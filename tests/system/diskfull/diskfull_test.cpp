@@ -1,4 +1,4 @@
-// Issue 7 "disk full" (DESIGN §4: no space → WONTGO "space required X B, available Y B"): a
+// Issue 7 "disk full" (docs/architecture.md: no space → WONTGO "space required X B, available Y B"): a
 // real gantryd whose data dir lives on a 16 MiB tmpfs the test mounts, real LXC containers, a
 // real mosquitto and block server. An update that cannot fit is refused before a byte is
 // fetched; space that vanishes while a block downloads ends the update WONTGO; either way the
@@ -206,7 +206,7 @@ TEST(DiskFull, NoSpaceIsWontgoAndTheRunningRevisionStaysUntouched) {
     f.a.Send({{"id", "get-" + when}, {"op", "get-state"}});
     auto reply = f.a.WaitReply("get-" + when);
     // With the disk full the agent cannot record the command id, which it must before it
-    // answers ok (DESIGN §3): a precise refusal is the right answer then.
+    // answers ok (docs/protocol.md): a precise refusal is the right answer then.
     bool refused_full = disk_full && reply.contains("error") && reply["error"].value("code", "") == "no_space";
     if (reply.value("ok", false) != true && !refused_full) wrong += "get-state failed: " + reply.dump() + "; ";
     auto s = f.WaitState([](const json& s) { return SwapFixture::AllRunning(s, "r1", 2); }, 10s);

@@ -173,7 +173,7 @@ class NetworkFaults {
                                std::to_string(restarts) + "; agent log tail:\n" + Tail(a.AgentLog()));
   }
 
-  // The reply of id; a client that saw none re-sends the same id (DESIGN §3), at most 3 times.
+  // The reply of id; a client that saw none re-sends the same id (docs/protocol.md), at most 3 times.
   // Both ends are connected when this runs, so a reply not there after 5 s was never coming:
   // the command died with a broker killed before it reached the agent or the disk.
   bool AwaitReply(const std::string& id) {

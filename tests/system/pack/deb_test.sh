@@ -22,7 +22,11 @@ fail=0
 for want in ./usr/bin/gantryd ./usr/bin/gantryctl \
             ./usr/lib/gantry/plugins/gantry-runtime-lxc.so ./usr/lib/gantry/plugins/gantry-relay-mqtt.so \
             ./usr/lib/gantry/plugins/gantry-relay-coap.so ./lib/systemd/system/gantryd.service \
-            ./etc/gantry/gantryd.json ./etc/gantry/keys/ ./usr/share/gantry/schemas/; do
+            ./etc/gantry/gantryd.json ./etc/gantry/keys/ ./usr/share/gantry/schemas/ \
+            ./usr/share/man/man1/gantryctl.1.gz ./usr/share/man/man8/gantryd.8.gz \
+            ./usr/share/doc/gantry/README.md ./usr/share/doc/gantry/protocol.md \
+            ./usr/share/doc/gantry/operator-guide.md ./usr/share/doc/gantry/security.md \
+            ./usr/share/doc/gantry/revision-format.md ./usr/share/doc/gantry/architecture.md; do
   grep -qxF "$want" "$OUT/files" || { echo "FAIL: $want not in the package"; fail=1; }
 done
 [ "$(dpkg-deb -f "$DEB" Package)" = gantry ] || { echo "FAIL: package name is not gantry"; fail=1; }
@@ -36,5 +40,13 @@ grep -qx /etc/gantry/gantryd.json "$OUT/control/conffiles" || { echo "FAIL: gant
 # The packaged configuration must name the packaged plugin folder.
 dpkg-deb -x "$DEB" "$OUT/root"
 grep -q '"plugin_dir": "/usr/lib/gantry/plugins"' "$OUT/root/etc/gantry/gantryd.json" || { echo "FAIL: config plugin_dir"; fail=1; }
+# `man gantryctl` and `man 8 gantryd` find and render the packaged pages (as after dpkg -i).
+for page in "gantryctl" "8 gantryd"; do
+  # shellcheck disable=SC2086
+  if ! out=$(MANPATH="$OUT/root/usr/share/man" MANWIDTH=80 man $page 2>&1 </dev/null) ||
+     ! grep -q "SYNOPSIS" <<<"$out"; then
+    echo "FAIL: man $page does not render from the package: $out" | head -5; fail=1
+  fi
+done
 [ $fail -eq 0 ] || { echo "package contents:"; cat "$OUT/files"; exit 1; }
 echo "deb ok: $(basename "$DEB"), $(wc -l <"$OUT/files") entries"

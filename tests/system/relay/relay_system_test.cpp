@@ -1,5 +1,5 @@
 // The MQTT relay end to end: real mosquitto, the real gantry-relay-mqtt.so, the engine with a
-// real store, and gantry-sensor-sim processes as the sensors (DESIGN §5).
+// real store, and gantry-sensor-sim processes as the sensors (docs/protocol.md).
 #include <gtest/gtest.h>
 
 #include "relay_harness.hpp"

@@ -213,7 +213,7 @@ TEST_F(RuntimeLxc, StartStatusExecStop) {
   EXPECT_EQ(ExecCode(s.instance, cap(16)), 0) << "sys_module was not dropped";
   EXPECT_EQ(ExecCode(s.instance, cap(25)), 0) << "sys_time was not dropped";
   EXPECT_EQ(ExecCode(s.instance, cap(21)), 1) << "the bounding set check reads nothing";
-  // lxc-ls on the data dir's lxcpath sees it (DESIGN §7).
+  // lxc-ls on the data dir's lxcpath sees it (docs/operator-guide.md).
   auto [rc, ls] = test::Sh("lxc-ls -P " + (data_.path() / "containers").string() + " --running");
   EXPECT_NE(ls.find(s.instance), std::string::npos) << ls;
   // A clean halt: the init's PWR trap ran (it wrote into the revision volume).

@@ -1,4 +1,4 @@
-// LXC config keys that would let a container escape (DESIGN §2's refused list, plus the keys
+// LXC config keys that would let a container escape (docs/container-isolation.md's refused list, plus the keys
 // whose value is a host path: lxc.mount.fstab, lxc.console.*), through a real
 // gantryd on real LXC: each is WONTGO naming the key and nothing starts; with
 // runtime.allow_lxc_keys listing one, the same revision passes and runs (its host hook fires,
@@ -76,7 +76,7 @@ TEST(SecurityLxcKeys, EscapeKeysRefusedUnlessAllowed) {
       {"lxc.namespace.keep = net user", "lxc.namespace.keep"},
       {"lxc.net.0.type = none", "lxc.net.0.type"},
       {"lxc.net.1.type = phys", "lxc.net.1.type"},
-      // Beyond DESIGN's list: host paths as values. Before they were refused, a host fstab
+      // Beyond the documented list: host paths as values. Before they were refused, a host fstab
       // (or a cached block of one, at its predictable path) bound host directories into the
       // container, which wrote to them.
       {"lxc.mount.fstab = " + fstab.string(), "lxc.mount.fstab"},

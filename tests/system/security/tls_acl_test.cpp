@@ -35,7 +35,7 @@ struct Pki {
     auto [rc, out] = Sh("(" + script + ")");
     if (rc != 0) throw std::runtime_error("making test certificates failed: " + out);
     // The device reads its command topics and writes its status topics; its relay plugin
-    // (same certificate, client id gw-test-relay) owns gantry/gw-test/sensors/# (DESIGN §5).
+    // (same certificate, client id gw-test-relay) owns gantry/gw-test/sensors/# (docs/protocol.md).
     Spit(p("acl"),
          "user gw-test\n"
          "topic read gantry/gw-test/cmd\n"

@@ -1,4 +1,4 @@
-// Name and path traversal through a real gantryd (DESIGN §2 "Names are checked"): every field
+// Name and path traversal through a real gantryd (docs/revision-format.md "Name rules"): every field
 // of a revision that becomes a path, in a revision signed correctly (so the signature is not
 // what stops it), is refused with ok:false and one WONTGO naming the field; nothing is
 // written outside the data dir's own tree, and the agent then still takes a good update.
@@ -37,7 +37,7 @@ std::set<std::string> Tree(const stdfs::path& root, const stdfs::path& skip = {}
   return out;
 }
 
-// What the data dir may hold after updates of firmware-only revisions (DESIGN §7).
+// What the data dir may hold after updates of firmware-only revisions (docs/operator-guide.md).
 bool ExpectedInDataDir(const std::string& rel) {
   static const std::regex kAllowed(
       "gantry\\.db(-wal|-shm|-journal)?|lock|objects|objects/[0-9a-f]{2}|"
@@ -200,7 +200,7 @@ TEST(SecurityTraversal, EveryFieldThatBecomesAPathIsRefused) {
     EXPECT_NE(err.value("message", "").find(h.field), std::string::npos)
         << "the error does not name " << h.field << ": " << reply.dump();
     if (h.code != "bad_command") {
-      // DESIGN §3: a refused update gets ok:false and exactly one WONTGO with the same id.
+      // docs/protocol.md: a refused update gets ok:false and exactly one WONTGO with the same id.
       auto final_event = a.WaitFinal(id, std::chrono::seconds(10));
       EXPECT_EQ(final_event.value("status", ""), "WONTGO") << final_event.dump();
       EXPECT_NE(final_event.value("msg", "").find(h.field), std::string::npos) << final_event.dump();
@@ -233,11 +233,11 @@ TEST(SecurityTraversal, EveryFieldThatBecomesAPathIsRefused) {
       ADD_FAILURE() << "unexpected file in the data dir: " << p;
       ++tally.lost;
     }
-    // DESIGN §7: verified blocks are read-only.
+    // docs/operator-guide.md: verified blocks are read-only.
     if (p.rfind("objects/", 0) == 0 && p.size() > 11)
       EXPECT_EQ(stdfs::status(data / p).permissions() & stdfs::perms::all, stdfs::perms(0444)) << p;
   }
-  // DESIGN §7: the data dir is mode 0700.
+  // docs/operator-guide.md: the data dir is mode 0700.
   EXPECT_EQ(stdfs::status(data).permissions() & stdfs::perms::all, stdfs::perms(0700));
   auto [rc, found] = Sh("find /tmp / -xdev -maxdepth 3 -name '*" + m + "*' 2>/dev/null");
   EXPECT_EQ(found, "") << "hostile names were written to disk";

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Checks systemd/gantryd.service: `systemd-analyze verify` must accept it without a single
 warning (verify exits 0 on unknown keys and unparsable values, so any output fails), with
-ExecStart pointing at the gantryd that was built, and the settings DESIGN relies on must be
+ExecStart pointing at the gantryd that was built, and the settings docs/operator-guide.md relies on must be
 there. Fails, never skips, when gantryd is not built or systemd-analyze is missing."""
 import os
 import re

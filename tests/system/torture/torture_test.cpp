@@ -8,7 +8,7 @@
 //   - `gantryctl cache verify` passes and no transaction is left unfinished in SQLite;
 //   - every command sent got a reply and a final status upstream, and repeated deliveries of
 //     a final status (at-least-once) never disagree. A command the agent died before
-//     accepting (no reply) is re-sent with the same id, as DESIGN §3 tells clients to.
+//     accepting (no reply) is re-sent with the same id, as docs/protocol.md tells clients to.
 // Counts: GANTRY_TORTURE_KILLS (default 30, 300 with ./dev.sh test --long);
 // seed: GANTRY_TORTURE_SEED (default: the time), printed first so a failure can be replayed.
 #include <gtest/gtest.h>
@@ -97,7 +97,7 @@ class Torture {
     sent_[id] = cmd;
   }
 
-  // DESIGN §3: Paho acknowledges a QoS 1 message before gantryd has committed it, so a kill in
+  // docs/protocol.md: Paho acknowledges a QoS 1 message before gantryd has committed it, so a kill in
   // between loses a command that was never accepted; a client that saw no reply re-sends the
   // same id, as an operator's tool does.
   void ResendIfUnanswered(const std::string& id) {

@@ -29,7 +29,7 @@ TEST(Names, SafeKeys) {
   EXPECT_FALSE(IsSafeKey("web\\x"));
   EXPECT_FALSE(IsSafeKey(std::string("a\0b", 3)));
   EXPECT_FALSE(IsSafeKey("a//b"));
-  EXPECT_FALSE(IsSafeKey("web/a..b")) << "DESIGN: no key contains \"..\"";
+  EXPECT_FALSE(IsSafeKey("web/a..b")) << "docs/revision-format.md: no key contains \"..\"";
   EXPECT_FALSE(IsSafeKey("web/x.."));
   EXPECT_TRUE(IsSafeKey("web/.hidden"));
 }

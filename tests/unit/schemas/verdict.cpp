@@ -8,6 +8,11 @@
 //   verdict state FILE...    "ok" or "error<TAB>code: message" (manifest::ParseState)
 //   verdict jws-sign DIR     one line: an envelope signed with a fresh Ed25519 and a fresh
 //                            P-256 key (written to DIR), as gantryctl sign makes them
+//   verdict jws-verify KEYS_DIR THRESHOLD FILE
+//                            "ok<TAB>kids" or "error<TAB>code: message" (crypto::VerifyJws
+//                            with the agent's trust store; exit 0 only when it verifies);
+//                            tests/docs checks the documented openssl signing example with it
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <string>
@@ -106,11 +111,31 @@ int JwsSign(const std::filesystem::path& dir) {
   return 0;
 }
 
+int JwsVerify(const char* keys_dir, const char* threshold, const char* file) {
+  auto trust = gantry::crypto::TrustStore::LoadDir(keys_dir);
+  auto text = gantry::fs::ReadFile(file, 16u << 20);
+  if (!trust || !text) {
+    std::cout << "error\t" << OneLine((!trust ? trust.error() : text.error()).String()) << "\n";
+    return 1;
+  }
+  auto doc = nlohmann::json::parse(*text, nullptr, false);
+  auto v = gantry::crypto::VerifyJws(doc, *trust, std::atoi(threshold));
+  if (!v) {
+    std::cout << "error\t" << OneLine(v.error().String()) << "\n";
+    return 1;
+  }
+  std::cout << "ok";
+  for (const auto& kid : v->kids) std::cout << "\t" << kid;
+  std::cout << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "jws-sign" && argc == 3) return JwsSign(argv[2]);
+  if (mode == "jws-verify" && argc == 5) return JwsVerify(argv[2], argv[3], argv[4]);
   void (*each)(const char*) = mode == "config"    ? Config
                               : mode == "command" ? Command
                               : mode == "jws"     ? Jws
