@@ -27,7 +27,10 @@ Dispatcher::Dispatcher(const config::Config& cfg, EventLoop& loop, store::Db& db
                        cache::BlockCache& cache, const crypto::TrustStore& trust,
                        status::Outbox& outbox, mqtt::Client& client)
     : cfg_(cfg), loop_(loop), db_(db), cache_(cache), trust_(trust), outbox_(outbox),
-      client_(client), prefix_(cfg.mqtt.root + "/" + cfg.device_id), started_at_(NowRfc3339()) {}
+      client_(client), ledger_(db), prefix_(cfg.mqtt.root + "/" + cfg.device_id), started_at_(NowRfc3339()) {
+  if (auto pruned = ledger_.Prune(NowUnix()); !pruned)
+    log::Warn(kLog, pruned.error().WithContext("pruning command ids").String());
+}
 
 void Dispatcher::OnConnected() {
   // online true only now that the command subscriptions are acknowledged; state again on
@@ -160,14 +163,6 @@ void Dispatcher::PublishState() {
   }
 }
 
-std::optional<std::string> Dispatcher::StoredReply(const std::string& id) {
-  auto st = db_.Prepare("SELECT reply FROM commands WHERE id = ?");
-  if (!st) return std::nullopt;
-  st->Bind(1, id);
-  if (!st->Step().value_or(false)) return std::nullopt;
-  return st->Text(0);
-}
-
 void Dispatcher::SendReply(const std::string& reply, const mqtt::Message& request) {
   if (auto r = outbox_.Enqueue(prefix_ + "/reply", reply, 1, false); !r) {
     log::Error(kLog, r.error().String());
@@ -197,7 +192,7 @@ void Dispatcher::OnMessage(const mqtt::Message& message) {
     return;
   }
   const auto& cmd = *parsed;
-  if (auto stored = StoredReply(cmd.id)) {
+  if (auto stored = ledger_.StoredReply(cmd.id)) {
     log::Info(kLog, "command " + cmd.id + " already handled; replaying its reply");
     SendReply(*stored, message);
     return;
@@ -209,8 +204,7 @@ void Dispatcher::OnMessage(const mqtt::Message& message) {
     store::Transaction tx(db_);
     auto result = Execute(cmd);
     reply = command::Reply(cmd.id, result);
-    auto r = db_.Run("INSERT OR IGNORE INTO commands(id, op, reply, received_at) VALUES (?, ?, ?, ?)",
-                     cmd.id, cmd.op_name, reply, NowUnix());
+    auto r = ledger_.Record(cmd.id, cmd.op_name, reply, NowUnix());
     if (r) r = tx.Commit();
     if (!r) {
       log::Error(kLog, r.error().String());

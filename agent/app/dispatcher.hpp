@@ -8,6 +8,7 @@
 
 #include "cache/block_cache.hpp"
 #include "command/command.hpp"
+#include "command/ledger.hpp"
 #include "config/config.hpp"
 #include "core/event_loop.hpp"
 #include "crypto/jws.hpp"
@@ -50,7 +51,6 @@ class Dispatcher final : public txn::Reporter {
   ExpectedVoid ExecuteUpdate(const command::Command& cmd);
   ExpectedVoid ExecuteRollback(const command::Command& cmd);
   void SendReply(const std::string& reply, const mqtt::Message& request);
-  std::optional<std::string> StoredReply(const std::string& id);
   void Emit(const nlohmann::json& event);
   void PublishUnpersisted(const std::string& topic, const std::string& payload, bool retain);
   void GiveFirmware(const manifest::State& state, const std::string& rev);
@@ -62,6 +62,7 @@ class Dispatcher final : public txn::Reporter {
   const crypto::TrustStore& trust_;
   status::Outbox& outbox_;
   mqtt::Client& client_;
+  command::Ledger ledger_;
   txn::Engine* engine_ = nullptr;
   relay::RelayEngine* relay_ = nullptr;
   std::string prefix_;

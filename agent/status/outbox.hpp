@@ -25,6 +25,8 @@ class Outbox {
   void OnLost();
   // Rows not yet acknowledged.
   std::int64_t Pending();
+  // Messages handed to the client whose acknowledgement has not been taken yet.
+  std::size_t InFlight() const { return in_flight_.size(); }
 
  private:
   void Pump();
