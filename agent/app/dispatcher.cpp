@@ -77,12 +77,42 @@ void Dispatcher::EmitUnreportedFinals() {
   }
 }
 
-void Dispatcher::Progress(const nlohmann::json& event) {
-  loop_.Post([this, event] { Emit(event); });
+void Dispatcher::Progress(const nlohmann::json& event) { PostReport(event); }
+
+void Dispatcher::StateChanged() { PostReport(std::nullopt); }
+
+void Dispatcher::PostReport(std::optional<nlohmann::json> report) {
+  bool first;
+  {
+    std::lock_guard lock(reports_mutex_);
+    first = reports_.empty();
+    reports_.push_back(std::move(report));
+  }
+  if (first) loop_.Post([this] { FlushReports(); });
 }
 
-void Dispatcher::StateChanged() {
-  loop_.Post([this] { PublishState(); });
+void Dispatcher::FlushReports() {
+  std::vector<std::optional<nlohmann::json>> reports;
+  {
+    std::lock_guard lock(reports_mutex_);
+    reports.swap(reports_);
+  }
+  // Each report is its own savepoint (Emit and PublishState fall back to a direct publish
+  // when theirs fails); the batch is one commit.
+  store::Transaction tx(db_);
+  for (auto& r : reports) {
+    if (r) Emit(*r);
+    else PublishState();
+  }
+  if (auto c = tx.Commit(); !c) {
+    // Rolled back, so nothing of the batch left: each again on its own (a full disk
+    // typically), where a report that cannot be persisted is published directly.
+    log::Error(kLog, c.error().WithContext("progress events").String());
+    for (auto& r : reports) {
+      if (r) Emit(*r);
+      else PublishState();
+    }
+  }
 }
 
 void Dispatcher::Committed(const manifest::State& state, const std::string& rev) {

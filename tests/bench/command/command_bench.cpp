@@ -183,8 +183,8 @@ int main(int argc, char** argv) {
   auto big_id = a.PutBlock(big);
   a.blocks().Control("/_fault?path=/objects/" + big_id + "&rate_bps=4000000");
   json big_state = FirmwareState({{"m1", big_id}});
-  auto downloads = Updates(a, "d", n_busy, n + 1, big_state, {{big_id, big}});
-  auto starter = a.Sign(a.Revision("d-start", n, big_state, {{big_id, big}}));
+  auto downloads = Updates(a, "d", n_busy, n + 2, big_state, {{big_id, big}});
+  auto starter = a.Sign(a.Revision("d-start", n + 1, big_state, {{big_id, big}}));
   a.Send({{"id", "d-start"}, {"op", "update"}, {"revision", starter}});
   if (!a.op().WaitFor([&](auto&) { return SawStatusAfter(a, "d-start", "DOWNLOADING"); }, std::chrono::seconds(30))) {
     std::fprintf(stderr, "no download started\n%s\n", a.AgentLog().c_str());
