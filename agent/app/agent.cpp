@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -32,6 +33,11 @@
 
 namespace gantry::app {
 namespace {
+
+std::int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 constexpr const char* kLog = "gantryd";
 
@@ -136,12 +142,17 @@ int Main(int argc, char** argv) {
     return 3;
   }
 
+  // The one database connection: the loop, the runner and the cache's fetch workers all
+  // write through it, each statement and transaction under its writer lock
+  // (docs/architecture-engine.md).
   auto db = store::Db::Open(cfg->data_dir / "gantry.db");
   if (!db) {
     log::Error(kLog, db.error().String());
     return 3;
   }
-  auto cache = cache::BlockCache::Open(cfg->data_dir, cfg->cache.quota_bytes);
+  cache::Options cache_options;
+  cache_options.quota_bytes = cfg->cache.quota_bytes;
+  auto cache = cache::BlockCache::Open(cfg->data_dir, std::move(cache_options), *db);
   if (!cache) {
     log::Error(kLog, cache.error().String());
     return 3;
@@ -178,7 +189,7 @@ int Main(int argc, char** argv) {
   eo.reject_bsp = cfg->update.bsp == "reject";
   eo.allow_lxc_keys = cfg->runtime.allow_lxc_keys;
   eo.ca_file = cfg->mqtt.ca_file;
-  txn::Engine engine(cfg->data_dir / "gantry.db", **cache, **runtime, dispatcher, eo);
+  txn::Engine engine(*db, **cache, **runtime, dispatcher, eo);
   if (auto r = engine.Open(); !r) {
     log::Error(kLog, r.error().String());
     return 3;
@@ -218,10 +229,12 @@ int Main(int argc, char** argv) {
     g_relay = relay.get();
   }
 
+  std::atomic<std::int64_t> stop_requested_ms{0};
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&signals, &sig);
     log::Info(kLog, std::string("stopping on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+    stop_requested_ms = SteadyMs();
     loop.Stop();
   });
   signal_thread.detach();
@@ -251,7 +264,17 @@ int Main(int argc, char** argv) {
   loop.Run();
 
   sd_notify(0, "STOPPING=1");
+  // Clean stop within update.stop_timeout_s of the signal: cancel the runner's downloads and
+  // waits, then serve the loop once more so that what the runner reported is queued and
+  // every message handed to the broker has its acknowledgement (and outbox delete) taken;
+  // otherwise the next start would publish those messages a second time.
   engine.Stop();
+  auto started = stop_requested_ms.load() ? stop_requested_ms.load() : SteadyMs();
+  auto budget_ms = std::max<std::int64_t>(500, cfg->update.stop_timeout_s * 1000 - (SteadyMs() - started) - 250);
+  loop.Resume();
+  bool drained = loop.RunUntil([&] { return loop.ReadyTasks() == 0 && outbox.InFlight() == 0; },
+                               std::chrono::milliseconds(budget_ms));
+  if (!drained) log::Warn(kLog, "stopping with messages not yet acknowledged; they are sent again at the next start");
   client->Stop();
   g_relay = nullptr;
   return exit_code;

@@ -27,7 +27,10 @@ Dispatcher::Dispatcher(const config::Config& cfg, EventLoop& loop, store::Db& db
                        cache::BlockCache& cache, const crypto::TrustStore& trust,
                        status::Outbox& outbox, mqtt::Client& client)
     : cfg_(cfg), loop_(loop), db_(db), cache_(cache), trust_(trust), outbox_(outbox),
-      client_(client), prefix_(cfg.mqtt.root + "/" + cfg.device_id), started_at_(NowRfc3339()) {}
+      client_(client), ledger_(db), prefix_(cfg.mqtt.root + "/" + cfg.device_id), started_at_(NowRfc3339()) {
+  if (auto pruned = ledger_.Prune(NowUnix()); !pruned)
+    log::Warn(kLog, pruned.error().WithContext("pruning command ids").String());
+}
 
 void Dispatcher::OnConnected() {
   // online true only now that the command subscriptions are acknowledged; state again on
@@ -74,12 +77,42 @@ void Dispatcher::EmitUnreportedFinals() {
   }
 }
 
-void Dispatcher::Progress(const nlohmann::json& event) {
-  loop_.Post([this, event] { Emit(event); });
+void Dispatcher::Progress(const nlohmann::json& event) { PostReport(event); }
+
+void Dispatcher::StateChanged() { PostReport(std::nullopt); }
+
+void Dispatcher::PostReport(std::optional<nlohmann::json> report) {
+  bool first;
+  {
+    std::lock_guard lock(reports_mutex_);
+    first = reports_.empty();
+    reports_.push_back(std::move(report));
+  }
+  if (first) loop_.Post([this] { FlushReports(); });
 }
 
-void Dispatcher::StateChanged() {
-  loop_.Post([this] { PublishState(); });
+void Dispatcher::FlushReports() {
+  std::vector<std::optional<nlohmann::json>> reports;
+  {
+    std::lock_guard lock(reports_mutex_);
+    reports.swap(reports_);
+  }
+  // Each report is its own savepoint (Emit and PublishState fall back to a direct publish
+  // when theirs fails); the batch is one commit.
+  store::Transaction tx(db_);
+  for (auto& r : reports) {
+    if (r) Emit(*r);
+    else PublishState();
+  }
+  if (auto c = tx.Commit(); !c) {
+    // Rolled back, so nothing of the batch left: each again on its own (a full disk
+    // typically), where a report that cannot be persisted is published directly.
+    log::Error(kLog, c.error().WithContext("progress events").String());
+    for (auto& r : reports) {
+      if (r) Emit(*r);
+      else PublishState();
+    }
+  }
 }
 
 void Dispatcher::Committed(const manifest::State& state, const std::string& rev) {
@@ -160,14 +193,6 @@ void Dispatcher::PublishState() {
   }
 }
 
-std::optional<std::string> Dispatcher::StoredReply(const std::string& id) {
-  auto st = db_.Prepare("SELECT reply FROM commands WHERE id = ?");
-  if (!st) return std::nullopt;
-  st->Bind(1, id);
-  if (!st->Step().value_or(false)) return std::nullopt;
-  return st->Text(0);
-}
-
 void Dispatcher::SendReply(const std::string& reply, const mqtt::Message& request) {
   if (auto r = outbox_.Enqueue(prefix_ + "/reply", reply, 1, false); !r) {
     log::Error(kLog, r.error().String());
@@ -197,7 +222,7 @@ void Dispatcher::OnMessage(const mqtt::Message& message) {
     return;
   }
   const auto& cmd = *parsed;
-  if (auto stored = StoredReply(cmd.id)) {
+  if (auto stored = ledger_.StoredReply(cmd.id)) {
     log::Info(kLog, "command " + cmd.id + " already handled; replaying its reply");
     SendReply(*stored, message);
     return;
@@ -209,8 +234,7 @@ void Dispatcher::OnMessage(const mqtt::Message& message) {
     store::Transaction tx(db_);
     auto result = Execute(cmd);
     reply = command::Reply(cmd.id, result);
-    auto r = db_.Run("INSERT OR IGNORE INTO commands(id, op, reply, received_at) VALUES (?, ?, ?, ?)",
-                     cmd.id, cmd.op_name, reply, NowUnix());
+    auto r = ledger_.Record(cmd.id, cmd.op_name, reply, NowUnix());
     if (r) r = tx.Commit();
     if (!r) {
       log::Error(kLog, r.error().String());

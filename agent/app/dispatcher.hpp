@@ -2,12 +2,15 @@
 // Turns MQTT commands into engine work and engine reports into MQTT messages (docs/protocol.md).
 // Runs on the loop thread; the Reporter side is called from the engine's runner and posts.
 #include <cstdint>
+#include <mutex>
+#include <vector>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
 #include "cache/block_cache.hpp"
 #include "command/command.hpp"
+#include "command/ledger.hpp"
 #include "config/config.hpp"
 #include "core/event_loop.hpp"
 #include "crypto/jws.hpp"
@@ -50,10 +53,12 @@ class Dispatcher final : public txn::Reporter {
   ExpectedVoid ExecuteUpdate(const command::Command& cmd);
   ExpectedVoid ExecuteRollback(const command::Command& cmd);
   void SendReply(const std::string& reply, const mqtt::Message& request);
-  std::optional<std::string> StoredReply(const std::string& id);
   void Emit(const nlohmann::json& event);
   void PublishUnpersisted(const std::string& topic, const std::string& payload, bool retain);
   void GiveFirmware(const manifest::State& state, const std::string& rev);
+  // Queues a runner report (an event, or nullopt: republish the state) for the loop.
+  void PostReport(std::optional<nlohmann::json> report);
+  void FlushReports();
 
   const config::Config& cfg_;
   EventLoop& loop_;
@@ -62,11 +67,16 @@ class Dispatcher final : public txn::Reporter {
   const crypto::TrustStore& trust_;
   status::Outbox& outbox_;
   mqtt::Client& client_;
+  command::Ledger ledger_;
   txn::Engine* engine_ = nullptr;
   relay::RelayEngine* relay_ = nullptr;
   std::string prefix_;
   std::string started_at_;
-  std::optional<std::string> wake_;  // a transaction was queued: wake the runner after commit
+  std::optional<std::string> wake_;
+  // Reports from the runner not yet taken by the loop, in order; all that gathered while the
+  // loop was busy are written in one commit (intake then waits for one fsync, not dozens).
+  std::mutex reports_mutex_;
+  std::vector<std::optional<nlohmann::json>> reports_;  // a transaction was queued: wake the runner after commit
 };
 
 }  // namespace gantry::app

@@ -10,6 +10,7 @@
 #include <unordered_set>
 
 #include "core/fs.hpp"
+#include "core/saturating.hpp"
 #include "core/hex.hpp"
 #include "core/log.hpp"
 #include "digest/sha256.hpp"
@@ -62,8 +63,9 @@ std::vector<std::pair<std::string, stdfs::path>> ScanObjects(const stdfs::path& 
 
 }  // namespace
 
-BlockCache::BlockCache(stdfs::path data_dir, Options options, store::Db db)
-    : dir_(std::move(data_dir)), options_(std::move(options)), db_(std::move(db)) {
+BlockCache::BlockCache(stdfs::path data_dir, Options options, std::unique_ptr<store::Db> owned,
+                       store::Db& db)
+    : dir_(std::move(data_dir)), options_(std::move(options)), owned_db_(std::move(owned)), db_(db) {
   if (!options_.available_bytes) options_.available_bytes = fs::AvailableBytes;
 }
 
@@ -74,16 +76,32 @@ Expected<std::unique_ptr<BlockCache>> BlockCache::Open(const stdfs::path& data_d
   return Open(data_dir, std::move(o));
 }
 
-Expected<std::unique_ptr<BlockCache>> BlockCache::Open(const stdfs::path& data_dir,
-                                                       Options options) {
+namespace {
+ExpectedVoid MakeCacheDirs(const stdfs::path& data_dir) {
   std::error_code ec;
   if (!stdfs::exists(data_dir, ec))
-    if (auto r = fs::MakeDirs(data_dir, 0700); !r) return Unexpected(r.error());
-  if (auto r = fs::MakeDirs(data_dir / "objects", 0755); !r) return Unexpected(r.error());
-  if (auto r = fs::MakeDirs(data_dir / "tmp", 0700); !r) return Unexpected(r.error());
+    if (auto r = fs::MakeDirs(data_dir, 0700); !r) return r;
+  if (auto r = fs::MakeDirs(data_dir / "objects", 0755); !r) return r;
+  return fs::MakeDirs(data_dir / "tmp", 0700);
+}
+}  // namespace
+
+Expected<std::unique_ptr<BlockCache>> BlockCache::Open(const stdfs::path& data_dir,
+                                                       Options options) {
+  if (auto r = MakeCacheDirs(data_dir); !r) return Unexpected(r.error());
   auto db = store::Db::Open(data_dir / "gantry.db");
   if (!db) return Unexpected(db.error());
-  std::unique_ptr<BlockCache> cache(new BlockCache(data_dir, std::move(options), std::move(*db)));
+  auto owned = std::make_unique<store::Db>(std::move(*db));
+  auto& ref = *owned;
+  std::unique_ptr<BlockCache> cache(new BlockCache(data_dir, std::move(options), std::move(owned), ref));
+  if (auto r = cache->Reconcile(); !r) return Unexpected(r.error().WithContext("reconciling the cache"));
+  return cache;
+}
+
+Expected<std::unique_ptr<BlockCache>> BlockCache::Open(const stdfs::path& data_dir,
+                                                       Options options, store::Db& db) {
+  if (auto r = MakeCacheDirs(data_dir); !r) return Unexpected(r.error());
+  std::unique_ptr<BlockCache> cache(new BlockCache(data_dir, std::move(options), nullptr, db));
   if (auto r = cache->Reconcile(); !r) return Unexpected(r.error().WithContext("reconciling the cache"));
   return cache;
 }
@@ -98,7 +116,6 @@ stdfs::path BlockCache::PartialOf(const std::string& id) const { return dir_ / "
 // (a renamed file without its row) and in ways it does not (a row without its file, after
 // manual meddling). Both are fixed here; partials stay for resume.
 ExpectedVoid BlockCache::Reconcile() {
-  std::lock_guard lock(mutex_);
   std::unordered_map<std::string, std::uint64_t> rows;
   {
     auto st = db_.Prepare("SELECT id, size FROM blocks");
@@ -153,7 +170,6 @@ ExpectedVoid BlockCache::Reconcile() {
 }
 
 bool BlockCache::Has(const std::string& id) {
-  std::lock_guard lock(mutex_);
   auto st = db_.Prepare("SELECT 1 FROM blocks WHERE id = ?");
   if (!st) return false;
   st->Bind(1, id);
@@ -171,24 +187,19 @@ ExpectedVoid BlockCache::Touch(const std::vector<std::string>& ids) {
 }
 
 ExpectedVoid BlockCache::Pin(const std::string& rev, const std::vector<std::string>& ids) {
-  std::lock_guard lock(mutex_);
-  auto r = db_.InTransaction([&]() -> ExpectedVoid {
+  return db_.InTransaction([&]() -> ExpectedVoid {
     for (auto& id : ids)
       if (auto r = db_.Run("INSERT OR IGNORE INTO pins (rev, block_id) VALUES (?, ?)", rev, id); !r)
         return r;
-    return {};
+    return Touch(ids);
   });
-  if (!r) return r;
-  return Touch(ids);
 }
 
 ExpectedVoid BlockCache::Unpin(const std::string& rev) {
-  std::lock_guard lock(mutex_);
   return db_.Run("DELETE FROM pins WHERE rev = ?", rev);
 }
 
 Expected<Stats> BlockCache::GetStats() {
-  std::lock_guard lock(mutex_);
   auto st = db_.Prepare("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM blocks");
   if (!st) return Unexpected(st.error());
   auto row = st->Step();
@@ -201,13 +212,12 @@ Expected<BlockCache::Space> BlockCache::Measure(const std::vector<BlockRef>& mis
   Space disk{0, 0}, quota{0, 0};
   for (auto& b : missing) {
     keep.insert(b.id);
-    quota.required += b.size;
+    quota.required = AddSat(quota.required, b.size);
     auto have = std::min(FileSizeOr0(PartialOf(b.id)), b.size);
-    disk.required += b.size - have;
+    disk.required = AddSat(disk.required, b.size - have);
   }
   std::uint64_t cached = 0, collectable = 0;
   {
-    std::lock_guard lock(mutex_);
     auto st = db_.Prepare(
         "SELECT id, size, EXISTS (SELECT 1 FROM pins WHERE pins.block_id = blocks.id) FROM blocks");
     if (!st) return Unexpected(st.error());
@@ -260,12 +270,11 @@ ExpectedVoid BlockCache::MakeRoom(const std::vector<BlockRef>& missing,
                                   const std::vector<BlockRef>& keep) {
   std::uint64_t need_disk = 0, need_quota = 0;
   for (auto& b : missing) {
-    need_quota += b.size;
-    need_disk += b.size - std::min(FileSizeOr0(PartialOf(b.id)), b.size);
+    need_quota = AddSat(need_quota, b.size);
+    need_disk = AddSat(need_disk, b.size - std::min(FileSizeOr0(PartialOf(b.id)), b.size));
   }
   std::unordered_set<std::string> kept;
   for (auto& b : keep) kept.insert(b.id);
-  std::lock_guard lock(mutex_);
   auto total = db_.Prepare("SELECT COALESCE(SUM(size), 0) FROM blocks");
   if (!total) return Unexpected(total.error());
   if (auto row = total->Step(); !row) return Unexpected(row.error());
@@ -274,7 +283,7 @@ ExpectedVoid BlockCache::MakeRoom(const std::vector<BlockRef>& missing,
   if (!avail) return Unexpected(avail.error());
   std::uint64_t disk = *avail;
   auto fits = [&] {
-    return disk >= need_disk && (options_.quota_bytes == 0 || cached + need_quota <= options_.quota_bytes);
+    return disk >= need_disk && (options_.quota_bytes == 0 || AddSat(cached, need_quota) <= options_.quota_bytes);
   };
   if (fits()) return {};
   auto st = db_.Prepare(
@@ -299,33 +308,39 @@ ExpectedVoid BlockCache::MakeRoom(const std::vector<BlockRef>& missing,
 }
 
 Expected<std::uint64_t> BlockCache::Collect(bool full) {
-  std::lock_guard lock(mutex_);
-  auto total = db_.Prepare("SELECT COALESCE(SUM(size), 0) FROM blocks");
-  if (!total) return Unexpected(total.error());
-  if (auto row = total->Step(); !row) return Unexpected(row.error());
-  auto cached = static_cast<std::uint64_t>(total->Int(0));
-  if (!full && (options_.quota_bytes == 0 || cached <= options_.quota_bytes)) return 0;
-  auto st = db_.Prepare(
-      "SELECT id, size FROM blocks WHERE id NOT IN (SELECT block_id FROM pins) "
-      "ORDER BY last_used, id");
-  if (!st) return Unexpected(st.error());
+  std::uint64_t cached = 0;
   std::vector<std::pair<std::string, std::uint64_t>> candidates;
-  for (;;) {
-    auto row = st->Step();
-    if (!row) return Unexpected(row.error());
-    if (!*row) break;
-    candidates.emplace_back(st->Text(0), st->Int(1));
+  {
+    auto total = db_.Prepare("SELECT COALESCE(SUM(size), 0) FROM blocks");
+    if (!total) return Unexpected(total.error());
+    if (auto row = total->Step(); !row) return Unexpected(row.error());
+    cached = static_cast<std::uint64_t>(total->Int(0));
+  }
+  if (!full && (options_.quota_bytes == 0 || cached <= options_.quota_bytes)) return 0;
+  {
+    auto st = db_.Prepare(
+        "SELECT id, size FROM blocks WHERE id NOT IN (SELECT block_id FROM pins) "
+        "ORDER BY last_used, id");
+    if (!st) return Unexpected(st.error());
+    for (;;) {
+      auto row = st->Step();
+      if (!row) return Unexpected(row.error());
+      if (!*row) break;
+      candidates.emplace_back(st->Text(0), st->Int(1));
+    }
   }
   std::uint64_t freed_total = 0;
   for (auto& [id, size] : candidates) {
     if (!full && cached <= options_.quota_bytes) break;
     auto freed = Evict(id, size);
     if (!freed) return Unexpected(freed.error());
-    cached -= *freed;
+    cached -= std::min(cached, *freed);
     freed_total += *freed;
   }
   if (full) {
-    // Partials of abandoned updates would otherwise stay for a resume that never comes.
+    // Partials of abandoned updates would otherwise stay for a resume that never comes. The
+    // mutex keeps a Fetch from starting on a partial while it goes; no SQLite in here.
+    std::lock_guard lock(mutex_);
     std::error_code ec;
     for (auto& f : stdfs::directory_iterator(dir_ / "tmp", ec)) {
       if (in_flight_.count(f.path().filename().string())) continue;
@@ -343,6 +358,13 @@ ExpectedVoid BlockCache::Commit(const BlockRef& block, const stdfs::path& partia
   {
     fs::Fd fd(::open(partial.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return Fail("io", fs::ErrnoMessage("cannot open", partial));
+    // A block is only ever recorded with the byte count it has: a short one would be
+    // "forgotten" by the next start's Reconcile while a revision still runs from it.
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return Fail("io", fs::ErrnoMessage("cannot stat", partial));
+    if (static_cast<std::uint64_t>(st.st_size) != block.size)
+      return Fail("bad_size", "block " + block.id + " has " + std::to_string(st.st_size) +
+                                  " bytes; the revision declares " + std::to_string(block.size));
     if (::fsync(fd.get()) != 0) return Fail("io", fs::ErrnoMessage("cannot fsync", partial));
     if (::fchmod(fd.get(), 0444) != 0) return Fail("io", fs::ErrnoMessage("cannot chmod", partial));
   }
@@ -357,7 +379,6 @@ ExpectedVoid BlockCache::Commit(const BlockRef& block, const stdfs::path& partia
     return Fail("io", fs::ErrnoMessage("cannot rename into", target));
   if (auto r = fs::FsyncPath(sub); !r) return r;
   auto now = NowMs();
-  std::lock_guard lock(mutex_);
   return db_.Run(
       "INSERT OR REPLACE INTO blocks (id, size, added_at, last_used) VALUES (?, ?, ?, ?)", block.id,
       static_cast<std::int64_t>(block.size), now, now);
@@ -373,20 +394,17 @@ ExpectedVoid BlockCache::Fetch(const FetchRequest& request) {
   Progress progress;
   std::vector<std::string> present;
   for (auto& b : blocks) {
-    progress.total_bytes += b.size;
+    progress.total_bytes = AddSat(progress.total_bytes, b.size);
     ++progress.objects;
     if (Has(b.id)) {
       present.push_back(b.id);
-      progress.done_bytes += b.size;
+      progress.done_bytes = AddSat(progress.done_bytes, b.size);
       ++progress.objects_done;
     } else {
       missing.push_back(b);
     }
   }
-  {
-    std::lock_guard lock(mutex_);
-    if (auto r = Touch(present); !r) return r;
-  }
+  if (auto r = Touch(present); !r) return r;
 
   std::mutex progress_mutex;
   std::atomic<std::int64_t> done_bytes{static_cast<std::int64_t>(progress.done_bytes)};
@@ -517,7 +535,6 @@ Expected<std::vector<BlockInfo>> ListFrom(store::Db& db) {
 }  // namespace
 
 Expected<std::vector<BlockInfo>> BlockCache::List() {
-  std::lock_guard lock(mutex_);
   return ListFrom(db_);
 }
 

@@ -5,10 +5,13 @@
 // own). A block is recorded only after its bytes hashed to its id, were fsync'd and renamed
 // into objects/, and the directory was fsync'd; so a row always has its file.
 //
-// Thread-safety: every member may be called from any thread. Fetch() runs its transfers on
-// worker threads and holds no lock while bytes move, so Has/Pin/Unpin/GetStats from the
-// agent's loop answer promptly during a Fetch. Pin a revision's blocks before fetching them:
-// Collect() only ever evicts unpinned blocks.
+// Thread-safety: every member may be called from any thread. The tables live on the agent's
+// one shared connection (store::Db, whose writer lock serialises every statement); the
+// cache's own mutex guards only its in-memory set of in-flight blocks and is never held while
+// SQLite is used, so no lock order can invert. Fetch() runs its transfers on worker threads
+// and holds no lock while bytes move, so Has/Pin/Unpin/GetStats/Collect from the agent's loop
+// answer promptly during a Fetch. Pin a revision's blocks before fetching them: Collect()
+// only ever evicts unpinned blocks.
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -76,6 +79,9 @@ class BlockCache {
                                                     std::uint64_t quota_bytes);
   static Expected<std::unique_ptr<BlockCache>> Open(const std::filesystem::path& data_dir,
                                                     Options options);
+  // On the process's shared connection (gantryd): db must outlive the cache.
+  static Expected<std::unique_ptr<BlockCache>> Open(const std::filesystem::path& data_dir,
+                                                    Options options, store::Db& db);
 
   // Error "no_space" ("space required X B, available Y B") when the blocks not yet cached do
   // not fit in the quota or on the disk, counting what eviction of unpinned blocks would free.
@@ -105,7 +111,8 @@ class BlockCache {
   static Expected<std::vector<BlockInfo>> ListDir(const std::filesystem::path& data_dir);
 
  private:
-  BlockCache(std::filesystem::path data_dir, Options options, store::Db db);
+  BlockCache(std::filesystem::path data_dir, Options options, std::unique_ptr<store::Db> owned,
+             store::Db& db);
   ExpectedVoid Reconcile();
   ExpectedVoid Commit(const BlockRef& block, const std::filesystem::path& partial);
   // What the missing blocks need against what there is (free disk plus what evicting
@@ -121,8 +128,9 @@ class BlockCache {
 
   std::filesystem::path dir_;
   Options options_;
-  std::mutex mutex_;  // guards db_ and in_flight_
-  store::Db db_;
+  std::unique_ptr<store::Db> owned_db_;  // when opened without a shared connection
+  store::Db& db_;
+  std::mutex mutex_;  // guards in_flight_ only; never held while db_ is used
   std::unordered_set<std::string> in_flight_;  // blocks a Fetch is downloading into tmp/
 };
 

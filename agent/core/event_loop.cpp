@@ -36,6 +36,16 @@ void EventLoop::Stop() {
   cv_.notify_all();
 }
 
+void EventLoop::Resume() {
+  std::lock_guard lock(mutex_);
+  stopped_ = false;
+}
+
+std::size_t EventLoop::ReadyTasks() const {
+  std::lock_guard lock(mutex_);
+  return tasks_.size();
+}
+
 bool EventLoop::Stopped() const {
   std::lock_guard lock(mutex_);
   return stopped_;

@@ -28,6 +28,10 @@ class EventLoop {
   bool RunUntil(const std::function<bool()>& pred, Clock::duration timeout);
   void Stop();
   bool Stopped() const;
+  // Serves again after Stop() (a stopping agent drains its last work with RunUntil).
+  void Resume();
+  // Tasks posted and not yet run (timers not counted).
+  std::size_t ReadyTasks() const;
 
  private:
   bool RunOnce(Clock::time_point deadline);

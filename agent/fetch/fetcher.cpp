@@ -256,10 +256,19 @@ Expected<Session::Verdict> Session::RunAttempt(const Transfer& t, Attempt& a, st
   if (cancelled) return Fail("cancelled", "download of " + t.url + " cancelled");
   if (a.io_error) return Unexpected(a.io_error->WithContext(t.partial.string()));
   if (rc == CURLE_OK) {
-    if (a.offset < t.size)
-      log::Warn(kLog, t.url + ": the server sent " + std::to_string(a.offset) + " of " +
-                          std::to_string(t.size) + " bytes");
-    return Verdict::kDone;
+    if (a.offset >= t.size) return Verdict::kDone;
+    curl_off_t length = -1;
+    curl_easy_getinfo(e, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+    if (code == 200 && length >= 0 && static_cast<std::uint64_t>(length) < t.size)
+      // The whole file is shorter than the revision declares: no retry can make it whole.
+      return Fail("bad_size", t.url + ": the server sent " + std::to_string(a.offset) + " of " +
+                                  std::to_string(t.size) + " bytes: the file has " + std::to_string(length) +
+                                  " bytes, fewer than the revision declares");
+    // A body that ended early (no Content-Length, connection closed) is not a block: resume
+    // it with a Range request like any other interruption; never hand a short file on.
+    why = "the server sent " + std::to_string(a.offset) + " of " + std::to_string(t.size) + " bytes";
+    log::Warn(kLog, t.url + ": " + why);
+    return Verdict::kRetry;
   }
   if (a.oversize) {
     log::Warn(kLog, t.url + ": the server sent more than " + std::to_string(t.size) +

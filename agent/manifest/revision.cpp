@@ -157,6 +157,10 @@ ExpectedVoid CheckApplicable(const Revision& revision, const std::string& device
     return Fail("not_addressed", "revision " + revision.rev + " targets [" + targets +
                                      "]; this device is " + device_id + " in groups [" + mine + "]");
   }
+  return CheckFresh(revision, committed_seq, now_unix);
+}
+
+ExpectedVoid CheckFresh(const Revision& revision, std::int64_t committed_seq, std::int64_t now_unix) {
   if (revision.expires && *revision.expires <= now_unix)
     return Fail("expired", "revision " + revision.rev + " expired at " +
                                Rfc3339(*revision.expires) + " (now " + Rfc3339(now_unix) + ")");

@@ -45,5 +45,8 @@ ExpectedVoid CheckRevision(const Revision& revision);
 ExpectedVoid CheckApplicable(const Revision& revision, const std::string& device_id,
                              const std::vector<std::string>& groups, std::int64_t committed_seq,
                              std::int64_t now_unix);
+// The part of CheckApplicable that time and other commits can change ("expired",
+// "downgrade"): checked again when a queued update's turn comes and before it switches.
+ExpectedVoid CheckFresh(const Revision& revision, std::int64_t committed_seq, std::int64_t now_unix);
 
 }  // namespace gantry::manifest

@@ -198,6 +198,10 @@ Expected<Container> ParseContainer(const std::string& c, const std::vector<std::
   if (!IsSafeName(c))
     return Fail("bad_name", c + "/run.json: container name " + Quote(c) +
                                 " must match ^[a-z0-9][a-z0-9._-]{0,62}$");
+  if (c.size() > kMaxContainerName)
+    return Fail("bad_name", c + "/run.json: container name " + Quote(c) + " has " + std::to_string(c.size()) +
+                                " characters; at most " + std::to_string(kMaxContainerName) +
+                                " (its instance name <name>-<12 hex> must fit 63)");
   const std::string where = c + "/run.json";
   const json& run = At(st.raw, where);
   if (!run.is_object()) return Bad(where, "must be inline JSON (an object)");

@@ -10,8 +10,15 @@ Plugin::~Plugin() {
 }
 
 Expected<nlohmann::json> Plugin::Call(const char* op, const nlohmann::json& request) {
+  std::string text_in;
+  try {
+    text_in = request.dump();
+  } catch (const nlohmann::json::exception& e) {
+    // A string from a block that is not UTF-8: refused, never an exception on a worker thread.
+    return Fail("bad_request", std::string(op) + ": the request cannot be sent as JSON: " + e.what());
+  }
   std::lock_guard lock(mu_);
-  char* raw = api_->call(instance_, op, request.dump().c_str());
+  char* raw = api_->call(instance_, op, text_in.c_str());
   if (!raw) return Fail("plugin", label_ + " returned nothing for " + op);
   std::string text(raw);
   api_->free_string(raw);

@@ -38,6 +38,7 @@ void Outbox::OnConnected() {
   // Paho resends what it still holds in flight itself; everything else (refused while
   // disconnected, or left from a previous run) is published again from the oldest row.
   if (in_flight_.empty()) handed_up_to_ = 0;
+  if (!acked_.empty()) DeleteAcked();  // so that no acknowledged row is sent again
   Pump();
 }
 
@@ -59,6 +60,10 @@ void Outbox::Pump() {
   st->BindAll(handed_up_to_, static_cast<std::int64_t>(window_ - in_flight_.size()));
   while (st->Step().value_or(false)) {
     std::int64_t seq = st->Int(0);
+    if (std::find(acked_.begin(), acked_.end(), seq) != acked_.end()) {
+      handed_up_to_ = seq;  // acknowledged already; its delete is pending
+      continue;
+    }
     mqtt::Message m;
     m.topic = st->Text(1);
     m.payload = st->Text(2);
@@ -70,11 +75,25 @@ void Outbox::Pump() {
   }
 }
 
+void Outbox::DeleteAcked() {
+  auto r = db_.InTransaction([&]() -> ExpectedVoid {
+    auto del = db_.Prepare("DELETE FROM outbox WHERE seq = ?");
+    if (!del) return Unexpected(del.error());
+    for (auto seq : acked_) {
+      del->Reset();
+      if (auto e = del->Bind(1, seq).Run(); !e) return e;
+    }
+    return {};
+  });
+  if (!r) log::Error("outbox", r.error().String());
+  acked_.clear();
+}
+
 void Outbox::OnDone(std::int64_t seq, bool acked) {
   in_flight_.erase(seq);
   if (acked) {
-    if (auto r = db_.Run("DELETE FROM outbox WHERE seq = ?", seq); !r)
-      log::Error("outbox", r.error().String());
+    acked_.push_back(seq);
+    if (acked_.size() == 1) loop_.Post([this] { DeleteAcked(); });
   } else {
     // Refused before it reached the broker: publish it again, in order, once reconnected.
     // Waiting for OnConnected() also keeps a refusing client from spinning this loop.

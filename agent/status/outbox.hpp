@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "core/error.hpp"
 #include "core/event_loop.hpp"
@@ -25,10 +26,13 @@ class Outbox {
   void OnLost();
   // Rows not yet acknowledged.
   std::int64_t Pending();
+  // Messages handed to the client whose acknowledgement (and row delete) is not done yet.
+  std::size_t InFlight() const { return in_flight_.size() + acked_.size(); }
 
  private:
   void Pump();
   void OnDone(std::int64_t seq, bool acked);
+  void DeleteAcked();
 
   store::Db& db_;
   EventLoop& loop_;
@@ -37,6 +41,8 @@ class Outbox {
   bool connected_ = false;
   std::set<std::int64_t> in_flight_;  // handed to Paho, which resends them itself
   std::int64_t handed_up_to_ = 0;     // highest seq handed since the last (re)connect
+  // Acknowledged rows to delete: a burst of acknowledgements is one commit, not one each.
+  std::vector<std::int64_t> acked_;
 };
 
 }  // namespace gantry::status

@@ -109,6 +109,7 @@ Expected<Db> Db::Open(const std::filesystem::path& path) {
 }
 
 ExpectedVoid Db::Exec(std::string_view sql) {
+  auto lock = Lock();
   std::string s(sql);
   char* msg = nullptr;
   if (sqlite3_exec(db_.get(), s.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
@@ -123,11 +124,12 @@ ExpectedVoid Db::Exec(std::string_view sql) {
 }
 
 Expected<Statement> Db::Prepare(std::string_view sql) {
+  auto lock = Lock();
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(db_.get(), sql.data(), static_cast<int>(sql.size()), &st, nullptr) !=
       SQLITE_OK)
     return Unexpected(SqlError(db_.get(), "prepare '" + std::string(sql.substr(0, 60)) + "'"));
-  return Statement(db_.get(), st);
+  return Statement(std::move(lock), db_.get(), st);
 }
 
 std::int64_t Db::LastInsertId() const { return sqlite3_last_insert_rowid(db_.get()); }
@@ -158,12 +160,16 @@ ExpectedVoid Db::Migrate() {
   return {};
 }
 
-bool Db::InTransactionNow() const { return sqlite3_get_autocommit(db_.get()) == 0; }
+bool Db::InTransactionNow() const {
+  std::lock_guard lock(*mutex_);
+  return sqlite3_get_autocommit(db_.get()) == 0;
+}
 
 // Inside an open transaction a nested guard is a savepoint, so units that guard their own
 // writes compose into a caller's transaction.
+// The writer lock is taken before looking: "in a transaction" then means this thread's own.
 Transaction::Transaction(Db& db)
-    : db_(db), nested_(db.InTransactionNow()),
+    : db_(db), lock_(db.Lock()), nested_(db.InTransactionNow()),
       begun_(db.Exec(nested_ ? "SAVEPOINT gantry_nested" : "BEGIN IMMEDIATE")) {
   done_ = !begun_.has_value();
 }

@@ -1,8 +1,17 @@
 #pragma once
 // SQLite behind a small RAII interface. No sqlite3 header leaks out of this module.
+//
+// One connection per process, shared by every thread (docs/architecture-engine.md): a Db
+// carries one recursive "writer" lock. A Statement holds it from Prepare() to its
+// destruction and a Transaction from BEGIN to COMMIT/ROLLBACK, so a thread's statements never
+// interleave with another thread's transaction, and SQLite's own write lock is never waited
+// for inside the process (its busy timeout only covers other processes, e.g. gantryctl).
+// Keep every holder short: never hold a Statement or Transaction across I/O that is not
+// SQLite's, and never wait for another lock while holding one.
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,10 +57,12 @@ class Statement {
 
  private:
   friend class Db;
-  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Statement(std::unique_lock<std::recursive_mutex> lock, sqlite3* db, sqlite3_stmt* stmt)
+      : lock_(std::move(lock)), db_(db), stmt_(stmt) {}
   struct Finalizer {
     void operator()(sqlite3_stmt* s) const;
   };
+  std::unique_lock<std::recursive_mutex> lock_;  // declared first: released after finalize
   sqlite3* db_;
   std::unique_ptr<sqlite3_stmt, Finalizer> stmt_;
   std::optional<Error> bind_error_;
@@ -90,11 +101,15 @@ class Db {
   ExpectedVoid Migrate();
   int SchemaVersion();
 
+  // The writer lock (see the top of this file); Statement and Transaction take it themselves.
+  std::unique_lock<std::recursive_mutex> Lock() { return std::unique_lock(*mutex_); }
+
  private:
-  explicit Db(sqlite3* db) : db_(db) {}
+  explicit Db(sqlite3* db) : mutex_(std::make_unique<std::recursive_mutex>()), db_(db) {}
   struct Closer {
     void operator()(sqlite3* db) const;
   };
+  std::unique_ptr<std::recursive_mutex> mutex_;  // outlives the connection
   std::unique_ptr<sqlite3, Closer> db_;
 };
 
@@ -110,6 +125,7 @@ class Transaction {
 
  private:
   Db& db_;
+  std::unique_lock<std::recursive_mutex> lock_;
   bool nested_;
   ExpectedVoid begun_;
   bool done_ = false;

@@ -5,6 +5,9 @@
 
 #include "core/fs.hpp"
 #include "core/log.hpp"
+#include "core/saturating.hpp"
+#include "core/time.hpp"
+#include "core/utf8.hpp"
 #include "manifest/lxc_config.hpp"
 #include "manifest/revision.hpp"
 
@@ -36,18 +39,15 @@ struct Engine::Plan {
   std::vector<std::string> removed;                    // instances of current not in next
 };
 
-Engine::Engine(const std::filesystem::path& db_path, cache::BlockCache& cache,
-               runtime::Runtime& runtime, Reporter& reporter, EngineOptions options)
-    : db_path_(db_path), cache_(cache), runtime_(runtime), reporter_(reporter),
+Engine::Engine(store::Db& db, cache::BlockCache& cache, runtime::Runtime& runtime,
+               Reporter& reporter, EngineOptions options)
+    : db_(db), cache_(cache), runtime_(runtime), reporter_(reporter),
       options_(std::move(options)) {}
 
 Engine::~Engine() { Stop(); }
 
 ExpectedVoid Engine::Open() {
-  auto db = store::Db::Open(db_path_);
-  if (!db) return Unexpected(db.error());
-  db_.emplace(std::move(*db));
-  journal_.emplace(*db_);
+  journal_.emplace(db_);
   auto cur = journal_->Current();
   if (!cur) return Unexpected(cur.error());
   std::lock_guard lock(mutex_);
@@ -68,6 +68,7 @@ void Engine::Stop() {
     std::lock_guard lock(mutex_);
     stop_ = true;
     cancel_reason_ = "agent stopping";
+    cancel_ = true;  // a download or a health wait stops now, not at the service's SIGKILL
   }
   cv_.notify_all();
   if (runner_.joinable()) runner_.join();
@@ -104,6 +105,21 @@ Snapshot Engine::GetSnapshot() {
 }
 
 bool Engine::CancelRequested(std::int64_t) { return cancel_.load(); }
+
+bool Engine::Stopping() {
+  std::lock_guard lock(mutex_);
+  return stop_;
+}
+
+// The committed seq only grows and an expired revision never starts switching, whatever held
+// when the update was admitted: an old revision replayed while another was testing is
+// refused here once the other committed.
+ExpectedVoid Engine::CheckFresh(const TxnRow& row, const manifest::Revision& revision) {
+  if (row.kind != "update") return {};  // a rollback goes back on purpose
+  auto high = journal_->HighSeq();
+  if (!high) return Unexpected(high.error());
+  return manifest::CheckFresh(revision, *high, NowUnix());
+}
 
 void Engine::Report(const TxnRow& row, const std::string& status, int progress,
                     const std::string& msg, const nlohmann::json& downloads) {
@@ -167,8 +183,13 @@ void Engine::RunnerMain() {
       continue;
     }
     Monitor();
+    // Containers are watched every 2 s (restart policy, P/state), and an unwritten final
+    // phase is retried as often; otherwise an idle agent sleeps until work arrives.
     std::unique_lock lock(mutex_);
-    cv_.wait_for(lock, std::chrono::seconds(2), [this] { return stop_ || wake_; });
+    if (snapshot_.containers.empty() && unrecorded_.empty())
+      cv_.wait(lock, [this] { return stop_ || wake_; });
+    else
+      cv_.wait_for(lock, std::chrono::seconds(2), [this] { return stop_ || wake_; });
   }
 }
 
@@ -190,13 +211,11 @@ void Engine::Finish(TxnRow& row, Trigger trigger, const std::string& status, con
   }
   UnpinUncommitted(row.rev, phase);
   Report(row, status, progress, msg);
-  {
+  auto cur = journal_->Current();  // read before taking mutex_: never the two at once
+  if (cur && *cur) {
     std::lock_guard lock(mutex_);
-    auto cur = journal_->Current();
-    if (cur && *cur) {
-      snapshot_.rev = (*cur)->rev;
-      snapshot_.seq = (*cur)->seq;
-    }
+    snapshot_.rev = (*cur)->rev;
+    snapshot_.seq = (*cur)->seq;
   }
   reporter_.StateChanged();
 }
@@ -250,8 +269,7 @@ void Engine::Execute(TxnRow row) {
     row.rev = (*prev)->rev;
     row.seq = (*prev)->seq;
     row.document = (*prev)->document;
-    (void)db_->Run("UPDATE transactions SET rev = ?, seq = ?, document = ? WHERE id = ?", row.rev,
-                   row.seq, row.document, row.id);
+    (void)journal_->SetRevision(row);
   }
 
   manifest::Revision revision;
@@ -262,11 +280,21 @@ void Engine::Execute(TxnRow row) {
   }
 
   if (!TouchesRunning(row.phase)) {
+    // This update's turn: what admission checked may no longer hold.
+    if (auto r = CheckFresh(row, revision); !r) {
+      Finish(row, Trigger::kRefused, "WONTGO", r.error().String(), 0);
+      return done();
+    }
     if (auto r = Advance(row, Trigger::kStart); !r) {
       Finish(row, Trigger::kRefused, "WONTGO", r.error().String(), 0);
       return done();
     }
     if (auto r = Fetch(row, revision); !r) {
+      if (r.error().code == "cancelled" && Stopping()) {
+        // The agent is stopping: the row stays FETCHING and the next start resumes it.
+        log::Info(kLog, "download of " + row.rev + " interrupted by the agent's stop; it resumes at the next start");
+        return done();
+      }
       if (r.error().code == "cancelled") {
         std::string why;
         {
@@ -287,6 +315,12 @@ void Engine::Execute(TxnRow row) {
       Finish(row, Trigger::kRefused, "WONTGO", r.error().String(), 0);
       return done();
     }
+    // Last check before anything running is touched (the download may have taken long).
+    if (auto r = CheckFresh(row, revision); !r) {
+      Finish(row, Trigger::kRefused, "WONTGO", r.error().String(), 0);
+      return done();
+    }
+    if (Stopping()) return done();  // STAGED resumes at the next start
     Report(row, "INPROGRESS", 0, "staged");
     std::string cancelled_because;
     {
@@ -393,7 +427,7 @@ ExpectedVoid Engine::Fetch(TxnRow& row, const manifest::Revision& rev) {
             {"objects_done", p.objects_done}});
   };
   std::uint64_t total = 0;
-  for (auto& b : blocks) total += b.size;
+  for (auto& b : blocks) total = AddSat(total, b.size);
   Report(row, "DOWNLOADING", 0, "downloading",
          {{"total_bytes", total}, {"done_bytes", 0}, {"objects", blocks.size()}, {"objects_done", 0}});
   if (req.objects_base.empty() && std::any_of(blocks.begin(), blocks.end(), [&](auto& b) { return !cache_.Has(b.id); }))
@@ -404,6 +438,10 @@ ExpectedVoid Engine::Fetch(TxnRow& row, const manifest::Revision& rev) {
 ExpectedVoid Engine::Stage(const manifest::State& next) {
   for (const auto& c : next.containers) {
     auto spec = SpecFor(c);
+    // The config travels to the runtime plugin as JSON text, which must be UTF-8.
+    if (auto bad = FirstInvalidUtf8(spec.lxc_config))
+      return Fail("bad_config", "container " + c.name + ": key " + c.config_key +
+                                    " is not valid UTF-8 (byte " + std::to_string(*bad) + ")");
     if (auto r = manifest::CheckLxcConfig(spec.lxc_config, options_.allow_lxc_keys); !r)
       return Unexpected(r.error().WithContext("container " + c.name));
     if (auto r = runtime_.Prepare(spec); !r)
@@ -416,6 +454,7 @@ ExpectedVoid Engine::ReachGoal(const manifest::Container& c, const std::string& 
                                int timeout_s) {
   auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
   while (true) {
+    if (Stopping()) return Fail("stopping", "agent stopping while " + c.name + " was starting");
     auto st = runtime_.GetStatus(instance);
     if (!st) return Unexpected(st.error());
     if (st->state == runtime::State::kRunning) {

@@ -60,18 +60,22 @@ struct Snapshot {
 
 class Engine {
  public:
-  Engine(const std::filesystem::path& db_path, cache::BlockCache& cache, runtime::Runtime& runtime,
-         Reporter& reporter, EngineOptions options);
+  // db is the process's one connection (see store/db.hpp); it must outlive the engine.
+  Engine(store::Db& db, cache::BlockCache& cache, runtime::Runtime& runtime, Reporter& reporter,
+         EngineOptions options);
   ~Engine();
 
-  ExpectedVoid Open();  // opens the runner's own database connection
+  ExpectedVoid Open();  // reads the committed revision
   void Start();         // recovery, then the runner
+  // Cancels downloads and health waits (an interrupted download stays FETCHING and resumes
+  // at the next start) and joins the runner.
   void Stop();
 
   // Loop thread. Wakes the runner after a transaction row was inserted; supersedes an
   // update of another revision not yet switching (it ends CANCELLED "superseded by <rev>").
   void Wake(std::optional<std::string> superseded_by = std::nullopt);
   // Cancels the running update if it has not begun switching. Error "not_cancellable".
+  // Never touches the database: the loop may call it inside its own write transaction.
   ExpectedVoid Cancel();
   Snapshot GetSnapshot();
 
@@ -97,17 +101,21 @@ class Engine {
   void Report(const TxnRow& row, const std::string& status, int progress, const std::string& msg,
               const nlohmann::json& downloads = nullptr);
   bool CancelRequested(std::int64_t id);
+  bool Stopping();
+  // The revision may still be applied now: not expired, seq above every committed seq.
+  ExpectedVoid CheckFresh(const TxnRow& row, const manifest::Revision& revision);
   runtime::ContainerSpec SpecFor(const manifest::Container& c);
   std::string InstanceOf(const manifest::Container& c) const;
 
-  std::filesystem::path db_path_;
-  std::optional<store::Db> db_;
+  store::Db& db_;
   std::optional<Journal> journal_;
   cache::BlockCache& cache_;
   runtime::Runtime& runtime_;
   Reporter& reporter_;
   EngineOptions options_;
 
+  // Guards the fields below. Never held while the database is used: the loop holds the
+  // database's writer lock when it calls Cancel() or GetSnapshot().
   std::mutex mutex_;
   std::condition_variable cv_;
   bool stop_ = false;

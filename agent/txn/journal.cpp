@@ -30,6 +30,7 @@ Expected<TxnRow> ReadRow(store::Statement& st) {
 }  // namespace
 
 Expected<std::int64_t> Journal::Insert(const TxnRow& row) {
+  auto lock = db_.Lock();  // the insert id below is this insert's
   auto now = NowUnix();
   auto r = db_.Run(
       "INSERT INTO transactions(cmd_id, kind, rev, seq, state, document, objects_base, from_rev, "
@@ -116,6 +117,11 @@ ExpectedVoid Journal::SetFromRev(TxnRow& row, const std::string& from_rev) {
   return r;
 }
 
+ExpectedVoid Journal::SetRevision(const TxnRow& row) {
+  return db_.Run("UPDATE transactions SET rev = ?, seq = ?, document = ? WHERE id = ?", row.rev, row.seq,
+                 row.document, row.id);
+}
+
 Expected<std::optional<std::string>> Journal::Meta(const std::string& key) {
   auto st = db_.Prepare("SELECT value FROM meta WHERE key = ?");
   if (!st) return Unexpected(st.error());
@@ -163,6 +169,14 @@ Expected<std::int64_t> Journal::HighSeq() {
 
 ExpectedVoid Journal::Commit(TxnRow& row, bool raise_high_seq) {
   return db_.InTransaction([&]() -> ExpectedVoid {
+    // Checked first, under the writer lock: nothing is written for a downgrade.
+    if (raise_high_seq) {
+      auto high = HighSeq();
+      if (!high) return Unexpected(high.error());
+      if (row.seq <= *high)
+        return Fail("downgrade", "revision " + row.rev + " has seq " + std::to_string(row.seq) +
+                                     ", not greater than the highest committed seq " + std::to_string(*high));
+    }
     auto current = Meta("current_rev");
     if (!current) return Unexpected(current.error());
     std::string old = current->value_or("");
@@ -178,12 +192,8 @@ ExpectedVoid Journal::Commit(TxnRow& row, bool raise_high_seq) {
     if (auto r = db_.Run("DELETE FROM revisions WHERE rev <> ? AND rev <> ?", row.rev, prev->value_or(""));
         !r)
       return r;
-    if (raise_high_seq) {
-      auto high = HighSeq();
-      if (!high) return Unexpected(high.error());
-      if (row.seq > *high)
-        if (auto r = SetMeta("high_seq", std::to_string(row.seq)); !r) return r;
-    }
+    if (raise_high_seq)
+      if (auto r = SetMeta("high_seq", std::to_string(row.seq)); !r) return r;
     return SetPhase(row, Phase::kCommitted, row.message);
   });
 }

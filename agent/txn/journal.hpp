@@ -55,6 +55,8 @@ class Journal {
   // A final phase also records the transaction as unreported, in the same SQLite transaction.
   ExpectedVoid SetPhase(TxnRow& row, Phase phase, const std::string& message = "");
   ExpectedVoid SetFromRev(TxnRow& row, const std::string& from_rev);
+  // A rollback learns its target when its turn comes: rev, seq and document from the row.
+  ExpectedVoid SetRevision(const TxnRow& row);
   // Final transactions whose final event has not reached the outbox (a crash in between),
   // oldest first; MarkReported is written with the outbox row that carries the event.
   Expected<std::vector<TxnRow>> UnreportedFinals();
@@ -66,6 +68,8 @@ class Journal {
   Expected<std::int64_t> HighSeq();
   // In one SQLite transaction: row → COMMITTED, current = row's revision, previous = the
   // old current, high_seq raised (never lowered), revisions other than these two dropped.
+  // With raise_high_seq (an update), error "downgrade" when row.seq is not above high_seq:
+  // the committed seq only grows, whatever was checked before.
   ExpectedVoid Commit(TxnRow& row, bool raise_high_seq);
 
  private:

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include "command/command.hpp"
+#include "command/ledger.hpp"
+#include "test_util.hpp"
 
 using namespace gantry;
 
@@ -70,4 +72,40 @@ TEST(Command, ReplyShape) {
   EXPECT_EQ(bad["ok"], false);
   EXPECT_EQ(bad["error"]["code"], "bad_signature");
   EXPECT_EQ(bad["error"]["message"], "nope");
+}
+
+// Command ids are kept for 30 days and at least the last 10,000, then pruned.
+TEST(CommandLedger, PrunesOldIdsBeyondTheNewestTenThousand) {
+  test::TempDir dir;
+  auto db = store::Db::Open(dir.path() / "g.db");
+  ASSERT_TRUE(db) << db.error().String();
+  command::Ledger ledger(*db);
+  const std::int64_t now = 2'000'000'000, old = now - command::Ledger::kKeepSeconds - 1;
+  ASSERT_TRUE(db->InTransaction([&]() -> ExpectedVoid {
+    for (int i = 0; i < 10'500; ++i)
+      if (auto r = db->Run("INSERT INTO commands(id, op, reply, received_at) VALUES (?, 'gc', '{}', ?)",
+                           "old" + std::to_string(i), old);
+          !r)
+        return r;
+    return {};
+  }));
+  auto pruned = ledger.Prune(now);
+  ASSERT_TRUE(pruned) << pruned.error().String();
+  EXPECT_EQ(*pruned, 500);
+  EXPECT_FALSE(ledger.StoredReply("old0"));
+  EXPECT_FALSE(ledger.StoredReply("old499"));
+  EXPECT_EQ(ledger.StoredReply("old500"), "{}");
+  EXPECT_EQ(ledger.StoredReply("old10499"), "{}");
+  // Recent ids are kept however many there are; old ones go only beyond the newest 10,000.
+  ASSERT_TRUE(db->InTransaction([&]() -> ExpectedVoid {
+    for (int i = 0; i < 10'001; ++i)
+      if (auto r = ledger.Record("new" + std::to_string(i), "gc", "{}", now); !r) return r;
+    return {};
+  }));
+  ASSERT_TRUE(ledger.Prune(now));
+  EXPECT_FALSE(ledger.StoredReply("old10499"));
+  EXPECT_EQ(ledger.StoredReply("new0"), "{}");
+  auto n = db->Prepare("SELECT count(*) FROM commands");
+  ASSERT_TRUE(n && n->Step().value_or(false));
+  EXPECT_EQ(n->Int(0), 10'001);
 }

@@ -52,6 +52,19 @@ TEST(Time, Rfc3339RoundTrip) {
   EXPECT_FALSE(ParseRfc3339("2027-01-31T00:00:00Zjunk"));
 }
 
+// Offsets and fields shorter than their format: refused, never read past the end.
+TEST(Time, Rfc3339RefusesShortFields) {
+  for (const char* bad : {"2027-01-31T00:00:00+1:5", "2027-01-31T00:00:00+01:5", "2027-01-31T00:00:00+01",
+                          "2027-01-31T00:00:00+", "2027-01-31T00:00:00-1:05", "2027-01-31T00:00:00.",
+                          "2027-01-31T00:00:0Z", "2027-1-31T00:00:00Z", "2027-01-31T00:00:00+01:000",
+                          "2027-01-31T00:00:00+24:00", "2027-13-31T00:00:00Z", "", "2"})
+    EXPECT_FALSE(ParseRfc3339(bad)) << bad;
+  // The same strings kept alive only as a view of a longer buffer: the parser stops at the view.
+  std::string buffer = "2027-01-31T00:00:00+01:00";
+  EXPECT_FALSE(ParseRfc3339(std::string_view(buffer).substr(0, 23)));
+  EXPECT_EQ(ParseRfc3339("2027-01-31t00:30:00-00:30"), 1801353600 + 3600);
+}
+
 TEST(EventLoop, PostFromOtherThreadsAndTimersRunInOrder) {
   EventLoop loop;
   std::atomic<int> n{0};

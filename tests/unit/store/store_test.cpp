@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
 #include <map>
 
 #include "store/db.hpp"
@@ -108,4 +110,33 @@ TEST(Store, NestedTransactionIsASavepoint) {
   auto st = db->Prepare("SELECT group_concat(x) FROM t");
   ASSERT_TRUE(st && st->Step().value_or(false));
   EXPECT_EQ(st->Text(0), "1,3");
+}
+
+// One connection shared by threads (gantryd's design): another thread's statement waits for
+// an open transaction to end instead of joining it, so a rollback takes back only its own
+// writes, and nothing ever waits on SQLite's busy timeout inside the process.
+TEST(Store, ThreadsSharingAConnectionNeverJoinAnotherThreadsTransaction) {
+  test::TempDir dir;
+  auto db = Db::Open(dir.path() / "g.db");
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->Exec("CREATE TABLE t(x INTEGER)"));
+  std::atomic<bool> began{false}, other_done{false};
+  std::thread other;
+  {
+    store::Transaction tx(*db);
+    ASSERT_TRUE(tx.Begun());
+    ASSERT_TRUE(db->Run("INSERT INTO t VALUES (?)", 1));
+    other = std::thread([&] {
+      began = true;
+      EXPECT_TRUE(db->Run("INSERT INTO t VALUES (?)", 2));
+      other_done = true;
+    });
+    while (!began) std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_FALSE(other_done) << "the other thread wrote inside this transaction";
+  }  // rolled back
+  other.join();
+  auto st = db->Prepare("SELECT group_concat(x) FROM t");
+  ASSERT_TRUE(st && st->Step().value_or(false));
+  EXPECT_EQ(st->Text(0), "2");
 }

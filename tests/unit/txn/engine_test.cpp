@@ -76,7 +76,8 @@ class EngineTest : public ::testing::Test {
     auto db = store::Db::Open(dir_.path() / "data" / "gantry.db");
     ASSERT_TRUE(db) << db.error().String();
     db_.emplace(std::move(*db));
-    auto cache = cache::BlockCache::Open(dir_.path() / "data", 0);
+    // One connection for the test, the cache and the engine, as in gantryd.
+    auto cache = cache::BlockCache::Open(dir_.path() / "data", cache::Options{}, *db_);
     ASSERT_TRUE(cache) << cache.error().String();
     cache_ = std::move(*cache);
   }
@@ -89,7 +90,7 @@ class EngineTest : public ::testing::Test {
     o.data_dir = dir_.path() / "data";
     o.commit_window_s = commit_window_s;
     o.poll = 20ms;
-    engine_ = std::make_unique<Engine>(dir_.path() / "data" / "gantry.db", *cache_, rt_, reporter_, o);
+    engine_ = std::make_unique<Engine>(*db_, *cache_, rt_, reporter_, o);
     auto r = engine_->Open();
     ASSERT_TRUE(r) << r.error().String();
     engine_->Start();
@@ -288,7 +289,9 @@ TEST_F(EngineTest, ALateWakeDoesNotSupersedeTheUpdateItAnnounces) {
       engine_->Wake("r1");
     }
   };
-  Insert("u1", "r1", 1, {{"a", "1"}});  // no Wake(): the runner's poll finds it
+  // A plain wake starts it; the announcing Wake("r1") arrives once it already runs.
+  Insert("u1", "r1", 1, {{"a", "1"}});
+  engine_->Wake();
   auto e = reporter_.WaitFinal("u1");
   EXPECT_TRUE(woke);
   EXPECT_EQ(e["status"], "DONE") << e.dump();
