@@ -545,12 +545,18 @@ ExpectedVoid BlockCache::ChunkUnchunked() {
       continue;  // evicted meanwhile, or unreadable: not a seed
     }
     std::lock_guard lock(mutex_);
-    auto st = db_.Prepare("SELECT 1 FROM blocks WHERE id = ?");
-    if (!st) return Unexpected(st.error());
-    st->Bind(1, id);
-    auto row = st->Step();
-    if (!row) return Unexpected(row.error());
-    if (!*row) continue;
+    bool cached = false;
+    {
+      // Finished before the write below: an open read would pin an old snapshot and make
+      // the write transaction fail with SQLITE_BUSY_SNAPSHOT.
+      auto st = db_.Prepare("SELECT 1 FROM blocks WHERE id = ?");
+      if (!st) return Unexpected(st.error());
+      st->Bind(1, id);
+      auto row = st->Step();
+      if (!row) return Unexpected(row.error());
+      cached = *row;
+    }
+    if (!cached) continue;  // evicted meanwhile
     if (auto r = chunk::Record(db_, id, *chunks); !r) return r;
   }
   return {};
