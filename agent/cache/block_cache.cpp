@@ -9,6 +9,9 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "chunk/assemble.hpp"
+#include "chunk/index.hpp"
+#include "chunk/table.hpp"
 #include "core/fs.hpp"
 #include "core/saturating.hpp"
 #include "core/hex.hpp"
@@ -163,6 +166,10 @@ ExpectedVoid BlockCache::Reconcile() {
   for (auto& f : stdfs::directory_iterator(dir_ / "tmp", ec)) {
     auto name = f.path().filename().string();
     if (IsBlockId(name) && f.is_regular_file() && !stdfs::exists(PathOf(name))) continue;
+    // An assembly's fetched chunks are kept for its resume (its output is rebuilt).
+    if (auto of = chunk::BlockOfTmpName(name);
+        name == chunk::WorkDirName(of) && f.is_directory() && !stdfs::exists(PathOf(of)))
+      continue;
     std::error_code rm_ec;
     stdfs::remove_all(f.path(), rm_ec);
   }
@@ -343,10 +350,11 @@ Expected<std::uint64_t> BlockCache::Collect(bool full) {
     std::lock_guard lock(mutex_);
     std::error_code ec;
     for (auto& f : stdfs::directory_iterator(dir_ / "tmp", ec)) {
-      if (in_flight_.count(f.path().filename().string())) continue;
+      auto name = f.path().filename().string();
+      if (in_flight_.count(name) || in_flight_.count(chunk::BlockOfTmpName(name))) continue;
       auto size = FileSizeOr0(f.path());
       std::error_code rm_ec;
-      if (stdfs::remove(f.path(), rm_ec)) freed_total += size;
+      if (stdfs::remove_all(f.path(), rm_ec) > 0) freed_total += size;
     }
   }
   return freed_total;
@@ -409,6 +417,7 @@ ExpectedVoid BlockCache::Fetch(const FetchRequest& request) {
   std::mutex progress_mutex;
   std::atomic<std::int64_t> done_bytes{static_cast<std::int64_t>(progress.done_bytes)};
   std::atomic<int> objects_done{progress.objects_done};
+  std::atomic<std::int64_t> fetched_bytes{0}, reused_bytes{0};
   auto last_emit = std::chrono::steady_clock::now() - std::chrono::seconds(1);
   auto emit = [&](bool force) {
     if (!request.on_progress) return;
@@ -424,6 +433,8 @@ ExpectedVoid BlockCache::Fetch(const FetchRequest& request) {
     Progress p = progress;
     p.done_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(0, done_bytes.load()));
     p.objects_done = objects_done.load();
+    p.fetched_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(0, fetched_bytes.load()));
+    p.reused_bytes = static_cast<std::uint64_t>(reused_bytes.load());
     request.on_progress(p);
   };
 
@@ -434,7 +445,7 @@ ExpectedVoid BlockCache::Fetch(const FetchRequest& request) {
     }
     struct Done {
       BlockCache* self;
-      const std::vector<BlockRef>& blocks;
+      const std::vector<BlockRef> blocks;
       ~Done() {
         std::lock_guard lock(self->mutex_);
         for (auto& b : blocks) self->in_flight_.erase(b.id);
@@ -445,6 +456,46 @@ ExpectedVoid BlockCache::Fetch(const FetchRequest& request) {
     if (space->required > space->available)
       return Fail("no_space", SpaceMessage(space->required, space->available));
     if (auto r = MakeRoom(missing, blocks); !r) return r;
+
+    // Blocks with a chunk index are assembled; the others, and those whose index is missing
+    // or lies, are fetched whole below.
+    std::vector<BlockRef> whole;
+    bool chunked = false;
+    for (auto& b : missing) {
+      if (b.size < chunk::kIndexThreshold) {
+        whole.push_back(b);
+        continue;
+      }
+      if (!chunked) {
+        if (auto r = ChunkUnchunked(); !r) return r;
+        chunked = true;
+      }
+      auto before = done_bytes.load();
+      auto assembled = Assemble(b, request, [&](std::int64_t fetched, std::int64_t reused) {
+        done_bytes += fetched + reused;
+        fetched_bytes += fetched;
+        reused_bytes += reused;
+        emit(false);
+      });
+      if (!assembled) {
+        if (assembled.error().code == "no_space") {
+          std::error_code ec;
+          stdfs::remove_all(dir_ / "tmp" / chunk::WorkDirName(b.id), ec);
+          stdfs::remove(dir_ / "tmp" / chunk::OutputName(b.id), ec);
+        }
+        return Unexpected(assembled.error());
+      }
+      if (*assembled) {
+        // Chunks repeated within the block were counted once: the block is done.
+        done_bytes = before + static_cast<std::int64_t>(b.size);
+        ++objects_done;
+        emit(false);
+      } else {
+        done_bytes = before;
+        whole.push_back(b);
+      }
+    }
+    missing = std::move(whole);
 
     std::string base = request.objects_base;
     if (base.empty() || base.back() != '/') base += '/';
@@ -462,6 +513,7 @@ ExpectedVoid BlockCache::Fetch(const FetchRequest& request) {
     fo.low_speed_time = options_.low_speed_time;
     fo.on_bytes = [&](std::int64_t delta) {
       done_bytes += delta;
+      fetched_bytes += delta;
       emit(false);
     };
     auto r = fetch::FetchAll(transfers, fo, [&](size_t i, const std::string& sha) -> Expected<bool> {
@@ -496,6 +548,79 @@ ExpectedVoid BlockCache::Fetch(const FetchRequest& request) {
   return {};
 }
 
+ExpectedVoid BlockCache::ChunkUnchunked() {
+  std::vector<std::pair<std::string, std::uint64_t>> todo;
+  {
+    std::lock_guard lock(mutex_);
+    auto u = chunk::Unchunked(db_);
+    if (!u) return Unexpected(u.error());
+    todo = std::move(*u);
+  }
+  for (auto& [id, size] : todo) {
+    auto chunks = chunk::ChunkFile(PathOf(id));  // no lock held while reading
+    if (!chunks) {
+      log::Warn(kLog, "cannot chunk block " + id + ": " + chunks.error().message);
+      continue;  // evicted meanwhile, or unreadable: not a seed
+    }
+    std::lock_guard lock(mutex_);
+    bool cached = false;
+    {
+      // Finished before the write below: an open read would pin an old snapshot and make
+      // the write transaction fail with SQLITE_BUSY_SNAPSHOT.
+      auto st = db_.Prepare("SELECT 1 FROM blocks WHERE id = ?");
+      if (!st) return Unexpected(st.error());
+      st->Bind(1, id);
+      auto row = st->Step();
+      if (!row) return Unexpected(row.error());
+      cached = *row;
+    }
+    if (!cached) continue;  // evicted meanwhile
+    if (auto r = chunk::Record(db_, id, *chunks); !r) return r;
+  }
+  return {};
+}
+
+Expected<bool> BlockCache::Assemble(const BlockRef& block, const FetchRequest& request,
+                                    const std::function<void(std::int64_t, std::int64_t)>& on_bytes) {
+  chunk::AssembleRequest ar;
+  ar.block_id = block.id;
+  ar.size = block.size;
+  ar.objects_base = request.objects_base;
+  if (ar.objects_base.empty() || ar.objects_base.back() != '/') ar.objects_base += '/';
+  ar.work_dir = dir_ / "tmp" / chunk::WorkDirName(block.id);
+  ar.output = dir_ / "tmp" / chunk::OutputName(block.id);
+  ar.fetch.parallel = request.parallel;
+  ar.fetch.ca_file = request.ca_file;
+  ar.fetch.cancel = request.cancel;
+  ar.fetch.max_attempts = options_.max_attempts;
+  ar.fetch.backoff_first = options_.backoff_first;
+  ar.fetch.backoff_max = options_.backoff_max;
+  ar.fetch.low_speed_time = options_.low_speed_time;
+  ar.on_bytes = on_bytes;
+  ar.find = [this](const std::string& sha) -> Expected<std::optional<chunk::Held>> {
+    std::lock_guard lock(mutex_);
+    auto at = chunk::Find(db_, sha);
+    if (!at) return Unexpected(at.error());
+    if (!*at) return std::optional<chunk::Held>();
+    return std::optional<chunk::Held>(chunk::Held{PathOf((*at)->block_id), (*at)->offset});
+  };
+  auto out = chunk::Assemble(ar);
+  if (!out) return Unexpected(out.error());
+  if (!out->assembled) return false;
+  if (auto c = Commit(block, ar.output); !c) return Unexpected(c.error());
+  {
+    std::lock_guard lock(mutex_);
+    if (auto r = chunk::Record(db_, block.id, out->chunks, out->fetched_bytes, out->reused_bytes); !r)
+      return Unexpected(r.error());
+  }
+  log::Info(kLog, "block " + block.id + " assembled from chunks: " +
+                      std::to_string(out->fetched_bytes) + " B fetched, " +
+                      std::to_string(out->reused_bytes) + " B reused");
+  std::error_code ec;
+  stdfs::remove_all(ar.work_dir, ec);
+  return true;
+}
+
 Expected<std::vector<std::string>> BlockCache::Verify() { return VerifyDir(dir_); }
 
 Expected<std::vector<std::string>> BlockCache::VerifyDir(const stdfs::path& data_dir) {
@@ -518,8 +643,9 @@ Expected<std::vector<std::string>> BlockCache::VerifyDir(const stdfs::path& data
 namespace {
 Expected<std::vector<BlockInfo>> ListFrom(store::Db& db) {
   auto st = db.Prepare(
-      "SELECT b.id, b.size, b.added_at, b.last_used, p.rev FROM blocks b "
-      "LEFT JOIN pins p ON p.block_id = b.id ORDER BY b.last_used DESC, b.id, p.rev");
+      "SELECT b.id, b.size, b.added_at, b.last_used, p.rev, c.block_id, c.fetched_bytes, "
+      "c.reused_bytes FROM blocks b LEFT JOIN pins p ON p.block_id = b.id "
+      "LEFT JOIN chunked_blocks c ON c.block_id = b.id ORDER BY b.last_used DESC, b.id, p.rev");
   if (!st) return Unexpected(st.error());
   std::vector<BlockInfo> out;
   for (;;) {
@@ -527,7 +653,9 @@ Expected<std::vector<BlockInfo>> ListFrom(store::Db& db) {
     if (!row) return Unexpected(row.error());
     if (!*row) break;
     if (out.empty() || out.back().id != st->Text(0))
-      out.push_back({st->Text(0), static_cast<std::uint64_t>(st->Int(1)), st->Int(2), st->Int(3), {}});
+      out.push_back({st->Text(0), static_cast<std::uint64_t>(st->Int(1)), st->Int(2), st->Int(3), {},
+                     !st->IsNull(5), static_cast<std::uint64_t>(st->Int(6)),
+                     static_cast<std::uint64_t>(st->Int(7))});
     if (!st->IsNull(4)) out.back().pinned_by.push_back(st->Text(4));
   }
   return out;
@@ -547,4 +675,15 @@ Expected<std::vector<BlockInfo>> BlockCache::ListDir(const stdfs::path& data_dir
   return ListFrom(*db);
 }
 
+}  // namespace gantry::cache
+
+namespace gantry::cache {
+Expected<std::vector<std::string>> BlockCache::VerifyChunksDir(const stdfs::path& data_dir) {
+  auto path = data_dir / "gantry.db";
+  std::error_code ec;
+  if (!stdfs::exists(path, ec)) return Fail("io", "no cache database at " + path.string());
+  auto db = store::Db::OpenBare(path.string());
+  if (!db) return Unexpected(db.error());
+  return chunk::Check(*db, data_dir / "objects");
+}
 }  // namespace gantry::cache

@@ -37,6 +37,9 @@ struct BlockRef {
 struct Progress {
   std::uint64_t total_bytes = 0, done_bytes = 0;  // over every requested block, cached included
   int objects = 0, objects_done = 0;
+  // Of done_bytes: what came over the network, and what chunked blocks copied from chunks
+  // the device already held (docs/chunked-blocks.md).
+  std::uint64_t fetched_bytes = 0, reused_bytes = 0;
 };
 
 struct FetchRequest {
@@ -61,6 +64,10 @@ struct BlockInfo {
   std::uint64_t size = 0;
   std::int64_t added_at = 0, last_used = 0;
   std::vector<std::string> pinned_by;  // revisions
+  // Its chunks are in the chunk table; when it was assembled from chunks, the bytes fetched
+  // and those reused from other blocks (both 0 for a block fetched whole).
+  bool chunked = false;
+  std::uint64_t fetched_bytes = 0, reused_bytes = 0;
 };
 
 struct Options {
@@ -109,6 +116,8 @@ class BlockCache {
   // Read-only, lock-free checks for gantryctl, safe while gantryd runs on the same data dir.
   static Expected<std::vector<std::string>> VerifyDir(const std::filesystem::path& data_dir);
   static Expected<std::vector<BlockInfo>> ListDir(const std::filesystem::path& data_dir);
+  // Problems of the chunk table (docs/chunked-blocks.md), one message each. Read-only.
+  static Expected<std::vector<std::string>> VerifyChunksDir(const std::filesystem::path& data_dir);
 
  private:
   BlockCache(std::filesystem::path data_dir, Options options, std::unique_ptr<store::Db> owned,
@@ -124,6 +133,13 @@ class BlockCache {
   ExpectedVoid MakeRoom(const std::vector<BlockRef>& missing, const std::vector<BlockRef>& keep);
   Expected<std::uint64_t> Evict(const std::string& id, std::uint64_t size);
   ExpectedVoid Touch(const std::vector<std::string>& ids);
+  // Chunked blocks: records the chunks of cached blocks that have none recorded yet (so a
+  // cache filled by whole-block fetches seeds assemblies), then tries to assemble `block`
+  // from its chunk index. Returns true when the block was committed, false when it must be
+  // fetched whole.
+  ExpectedVoid ChunkUnchunked();
+  Expected<bool> Assemble(const BlockRef& block, const FetchRequest& request,
+                          const std::function<void(std::int64_t, std::int64_t)>& on_bytes);
   std::filesystem::path PartialOf(const std::string& id) const;
 
   std::filesystem::path dir_;

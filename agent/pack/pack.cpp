@@ -9,6 +9,7 @@
 #include <cstring>
 #include <set>
 
+#include "chunk/index.hpp"
 #include "core/fs.hpp"
 #include "core/names.hpp"
 #include "digest/sha256.hpp"
@@ -197,11 +198,14 @@ ExpectedVoid InstallBusybox(const stdfs::path& busybox, const stdfs::path& root)
   return {};
 }
 
-// Owners, times and xattrs fixed: the image depends on the tree's content only.
+// Owners, times and xattrs fixed, entries in mksquashfs's sorted order, the reproducible
+// layout asked for explicitly: the image depends on the tree's content only, so an unchanged
+// tree gives identical bytes and a small change leaves most chunks of the image as they were
+// (docs/chunked-blocks.md).
 ExpectedVoid MakeSquashfs(const std::string& mksquashfs, const stdfs::path& root,
                           const stdfs::path& image) {
   auto r = Run({mksquashfs, root.string(), image.string(), "-all-root", "-noappend", "-mkfs-time",
-                "0", "-all-time", "0", "-no-xattrs", "-no-progress", "-quiet"});
+                "0", "-all-time", "0", "-no-xattrs", "-reproducible", "-no-progress", "-quiet"});
   if (!r) return Unexpected(r.error());
   if (r->first == 127)
     return Fail("tool", mksquashfs + " not found (apt-get install squashfs-tools)");
@@ -286,7 +290,31 @@ class Packer {
     stdfs::rename(tmp, dest, ec);
     if (ec) return Io(dest, ec);
     result_.objects[*id] = size;
+    if (size >= chunk::kIndexThreshold)
+      if (auto r = WriteChunks(dest, *id); !r) return Unexpected(r.error());
     return *id;
+  }
+
+  // The chunk index objects/<id>.chunks and the chunks as objects/chunks/<sha>, for agents
+  // that assemble blocks from what they hold (docs/chunked-blocks.md). Chunks already there
+  // (from another block or an earlier pack into the same directory) are left alone.
+  ExpectedVoid WriteChunks(const stdfs::path& block, const std::string& id) {
+    auto chunks = chunk::ChunkFile(block);
+    if (!chunks) return Unexpected(chunks.error());
+    auto dir = o_.out / "objects" / "chunks";
+    if (auto r = fs::MakeDirs(dir); !r) return r;
+    auto bytes = fs::ReadFile(block, std::uint64_t{1} << 40);
+    if (!bytes) return Unexpected(bytes.error());
+    std::uint64_t offset = 0;
+    std::error_code ec;
+    for (const auto& c : *chunks) {
+      auto path = dir / c.sha;
+      if (!stdfs::exists(path, ec))
+        if (auto r = fs::WriteFileAtomic(path, std::string_view(*bytes).substr(offset, c.size)); !r)
+          return r;
+      offset += c.size;
+    }
+    return fs::WriteFileAtomic(o_.out / "objects" / (id + ".chunks"), chunk::WriteIndex(*chunks));
   }
 
   ExpectedVoid SetBlock(const std::string& key, const stdfs::path& file, bool move) {

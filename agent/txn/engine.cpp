@@ -424,7 +424,8 @@ ExpectedVoid Engine::Fetch(TxnRow& row, const manifest::Revision& rev) {
     *last = pct;
     Report(copy, "DOWNLOADING", pct, "downloading",
            {{"total_bytes", p.total_bytes}, {"done_bytes", p.done_bytes}, {"objects", p.objects},
-            {"objects_done", p.objects_done}});
+            {"objects_done", p.objects_done}, {"fetched_bytes", p.fetched_bytes},
+            {"reused_bytes", p.reused_bytes}});
   };
   std::uint64_t total = 0;
   for (auto& b : blocks) total = AddSat(total, b.size);
