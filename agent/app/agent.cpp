@@ -167,6 +167,7 @@ int Main(int argc, char** argv) {
   std::string prefix = cfg->mqtt.root + "/" + cfg->device_id;
   mqtt::Options mo;
   mo.uri = cfg->mqtt.uri;
+  mo.servers = cfg->mqtt.uris;  // a cluster's nodes: fail-over (docs/rollouts.md)
   mo.client_id = cfg->device_id;
   mo.version = cfg->mqtt.version;
   mo.ca_file = cfg->mqtt.ca_file;

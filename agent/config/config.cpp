@@ -203,9 +203,18 @@ ExpectedVoid ReadMqtt(const json& v, const std::string& path, Mqtt& m) {
   return Object(
       v, path,
       {{"uri",
-        {[&](const json& x, const std::string& p) {
-           return String(x, p, m.uri, IsBrokerUri,
-                         "must be a broker URI: tcp|ssl|mqtt|mqtts|ws|wss://host[:port][/path]");
+        {[&](const json& x, const std::string& p) -> ExpectedVoid {
+           // One URI, or the nodes of a broker cluster (tried in order, fail-over).
+           const char* rule = "must be a broker URI: tcp|ssl|mqtt|mqtts|ws|wss://host[:port][/path]";
+           if (!x.is_array()) {
+             if (auto r = String(x, p, m.uri, IsBrokerUri, rule); !r) return r;
+             m.uris = {m.uri};
+             return ExpectedVoid{};
+           }
+           if (x.empty() || x.size() > 16) return Bad(p, "must be a broker URI or a list of 1 to 16 of them");
+           if (auto r = StringSet(x, p, m.uris, IsBrokerUri, rule); !r) return r;
+           m.uri = m.uris.front();
+           return ExpectedVoid{};
          },
          Presence::kRequired}},
        {"root",

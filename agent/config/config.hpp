@@ -12,7 +12,8 @@
 namespace gantry::config {
 
 struct Mqtt {
-  std::string uri;  // required: tcp|ssl|mqtt|mqtts|ws|wss://host[:port][/path]
+  std::string uri;  // required: tcp|ssl|mqtt|mqtts|ws|wss://host[:port][/path]; the first of uris
+  std::vector<std::string> uris;  // every broker (cluster node) given, tried in order
   std::string root = "gantry";
   int version = 5;  // 5 or 4 (3.1.1)
   std::optional<std::string> ca_file, cert_file, key_file, username, password_file;

@@ -228,7 +228,8 @@ class Orchestrator {
       RetryUnacked();
       prog = LoadProgress(db_, cfg_.name);
       if (!prog) return Unexpected(prog.error());
-      bool finished = settled && prog->state != RolloutState::kRunning && InFlight(now) == 0;
+      bool finished = settled && prog->state != RolloutState::kRunning && InFlight(now) == 0 &&
+                      (prog->state != RolloutState::kAborted || AbortSettled());
       if (now - last_summary >= 1000 || finished) {
         auto s = BuildSummary(db_, cfg_.name);
         if (s) {
@@ -415,6 +416,15 @@ class Orchestrator {
       Apply(d, DeviceEvent::kAlreadyOn, "already on " + cfg_.rev);
     else if (d.attempt > 0)
       Apply(d, DeviceEvent::kDone, "");
+  }
+
+  // Whether the abort's own work is done: nothing left to cancel, every update rolled back.
+  bool AbortSettled() const {
+    for (auto& [id, d] : devices_) {
+      if ((d.status == DeviceStatus::kPending && !d.sent_at) || d.status == DeviceStatus::kRetrying) return false;
+      if (cfg_.on_abort == "rollback" && d.status == DeviceStatus::kSucceeded && d.rolled_back == 0) return false;
+    }
+    return true;
   }
 
   int InFlight(std::int64_t now) const {
