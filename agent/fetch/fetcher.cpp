@@ -256,7 +256,7 @@ Expected<Session::Verdict> Session::RunAttempt(const Transfer& t, Attempt& a, st
   if (cancelled) return Fail("cancelled", "download of " + t.url + " cancelled");
   if (a.io_error) return Unexpected(a.io_error->WithContext(t.partial.string()));
   if (rc == CURLE_OK) {
-    if (a.offset < t.size)
+    if (a.offset < t.size && !t.size_is_limit)
       log::Warn(kLog, t.url + ": the server sent " + std::to_string(a.offset) + " of " +
                           std::to_string(t.size) + " bytes");
     return Verdict::kDone;
