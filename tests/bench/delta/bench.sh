@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Delta updates with chunked blocks (docs/chunked-blocks.md). A realistic tree: a few thousand
-# files from /usr/share (about GANTRY_BENCH_DELTA_MIB MiB of files, default 160, which makes a
+# files from /usr/share (about GANTRY_BENCH_DELTA_MIB MiB of files, default 180, which makes a
 # squashfs image of roughly 64 MiB), packed with `gantryctl pack` (image, chunk index, chunk
 # store). For three changes -- one file edited, a package's worth of files added (a copy of one
 # /usr/share/doc-sized subtree), every file touched (one byte appended to each) -- it prints:
@@ -15,7 +15,7 @@ set -euo pipefail
 BUILD=${1:?usage: bench.sh BUILD_DIR}
 SRC=$(cd "$(dirname "$0")/../../.." && pwd)
 CTL="$BUILD/gantryctl"
-MIB=${GANTRY_BENCH_DELTA_MIB:-160}
+MIB=${GANTRY_BENCH_DELTA_MIB:-180}
 [ -x "$CTL" ] || { echo "delta: $CTL is not built" >&2; exit 1; }
 command -v casync >/dev/null || { echo "delta: casync is missing (apt-get install casync)" >&2; exit 1; }
 
