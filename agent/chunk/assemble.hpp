@@ -43,6 +43,7 @@ struct AssembleRequest {
 
 struct Outcome {
   bool assembled = false;  // false: fetch the whole block (why says why)
+  bool no_index = false;   // the server has no index for the block (a 404, no such file)
   std::string why;
   std::vector<Chunk> chunks;  // the block's chunks, when assembled
   std::uint64_t fetched_bytes = 0, reused_bytes = 0;

@@ -256,7 +256,8 @@ Expected<Session::Verdict> Session::RunAttempt(const Transfer& t, Attempt& a, st
   if (cancelled) return Fail("cancelled", "download of " + t.url + " cancelled");
   if (a.io_error) return Unexpected(a.io_error->WithContext(t.partial.string()));
   if (rc == CURLE_OK) {
-    if (a.offset >= t.size) return Verdict::kDone;
+    // A size that is only a limit (a chunk index) ends wherever the body ends.
+    if (a.offset >= t.size || t.size_is_limit) return Verdict::kDone;
     curl_off_t length = -1;
     curl_easy_getinfo(e, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
     if (code == 200 && length >= 0 && static_cast<std::uint64_t>(length) < t.size)

@@ -35,6 +35,8 @@ struct Transfer {
   std::string url;
   std::filesystem::path partial;  // created or resumed; never grows beyond size
   std::uint64_t size;
+  // size is only a limit (a chunk index): a shorter body is expected, not worth a warning.
+  bool size_is_limit = false;
 };
 
 // Called on a worker thread when transfer `index` has ended, with the SHA-256 of its partial
