@@ -22,7 +22,8 @@ fail=0
 for want in ./usr/bin/gantryd ./usr/bin/gantryctl \
             ./usr/lib/gantry/plugins/gantry-runtime-lxc.so ./usr/lib/gantry/plugins/gantry-relay-mqtt.so \
             ./usr/lib/gantry/plugins/gantry-relay-coap.so ./lib/systemd/system/gantryd.service \
-            ./etc/gantry/gantryd.json ./etc/gantry/keys/ ./usr/share/gantry/schemas/; do
+            ./etc/gantry/gantryd.json ./etc/gantry/keys/ ./usr/share/gantry/schemas/ \
+            ./usr/share/gantry/dashboard/index.html ./usr/share/gantry/dashboard/app.js; do
   grep -qxF "$want" "$OUT/files" || { echo "FAIL: $want not in the package"; fail=1; }
 done
 [ "$(dpkg-deb -f "$DEB" Package)" = gantry ] || { echo "FAIL: package name is not gantry"; fail=1; }
