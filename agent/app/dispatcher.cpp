@@ -144,6 +144,7 @@ void Dispatcher::PublishState() {
   j["seq"] = snap.seq;
   j["status"] = snap.status.empty() ? "IDLE" : snap.status;
   j["ts"] = NowRfc3339();
+  j["groups"] = cfg_.groups;  // rollouts find a group's devices by it (docs/rollouts.md)
   j["containers"] = nlohmann::json::array();
   for (const auto& c : snap.containers)
     j["containers"].push_back(

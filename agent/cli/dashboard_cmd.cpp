@@ -9,12 +9,21 @@
 #include "core/fs.hpp"
 #include "core/log.hpp"
 #include "dashboard/server.hpp"
+#include "rollout/control.hpp"
 
 namespace gantry::cli {
 namespace {
 
+// The same default as gantryctl rollout --db, so the buttons reach the running orchestrator.
+std::string DefaultRolloutDb() {
+  const char* state = std::getenv("XDG_STATE_HOME");
+  const char* home = std::getenv("HOME");
+  std::string base = state && *state ? state : std::string(home ? home : ".") + "/.local/state";
+  return base + "/gantry/rollouts.db";
+}
+
 struct DashboardArgs {
-  std::string broker, listen = "127.0.0.1:8080", token_file, root = "gantry";
+  std::string broker, listen = "127.0.0.1:8080", token_file, root = "gantry", db = DefaultRolloutDb();
   int version = 5;
   std::string ca_file, cert_file, key_file, username, password_file;
 };
@@ -71,6 +80,13 @@ int Run(const DashboardArgs& a) {
     return kExitError;
   }
   o.www = *www;
+  // Pause, resume and abort: the same request gantryctl rollout writes to the rollout db.
+  o.act = [db = std::filesystem::path(a.db)](const std::string& name, const std::string& action) -> ExpectedVoid {
+    auto kind = action == "pause"    ? rollout::RolloutAction::kPause
+                : action == "resume" ? rollout::RolloutAction::kResume
+                                     : rollout::RolloutAction::kAbort;
+    return rollout::RequestAction(db, name, kind);
+  };
   o.mqtt.uri = a.broker;
   o.mqtt.client_id = "gantry-dashboard-" + std::to_string(getpid());
   o.mqtt.version = a.version;
@@ -119,6 +135,8 @@ void RegisterDashboardCommand(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--token-file", a->token_file, "file holding the secret the page and its actions need");
   sub->add_option("--root", a->root, "topic root")->capture_default_str();
+  sub->add_option("--db", a->db, "rollout database (as gantryctl rollout --db): where the buttons write")
+      ->capture_default_str();
   sub->add_option("--mqtt-version", a->version, "5 or 4 (3.1.1)")->check(CLI::IsMember({4, 5}))->capture_default_str();
   sub->add_option("--ca-file", a->ca_file, "CA certificate for TLS");
   sub->add_option("--cert-file", a->cert_file, "client certificate for TLS");

@@ -21,6 +21,9 @@ struct Message {
 
 struct Options {
   std::string uri;
+  // Every node of a broker cluster, tried in order on each (re)connect; uri is the first.
+  // Empty or one entry: uri alone.
+  std::vector<std::string> servers;
   std::string client_id;
   int version = 5;  // 5 or 4 (3.1.1)
   std::optional<std::string> ca_file, cert_file, key_file, username, password;

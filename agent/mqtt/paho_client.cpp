@@ -100,6 +100,8 @@ class PahoClient final : public Client {
     auto b = ::mqtt::connect_options_builder();
     b.mqtt_version(options_.version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
     b.keep_alive_interval(std::chrono::seconds(options_.keepalive_s));
+    // Paho walks the list on every connect and automatic reconnect: fail-over to the next node.
+    if (options_.servers.size() > 1) b.servers(::mqtt::string_collection::create(options_.servers));
     // Paho's reconnect intervals are whole seconds; 1 s is its floor.
     b.automatic_reconnect(std::chrono::seconds(1),
                           std::chrono::duration_cast<std::chrono::seconds>(options_.reconnect_max));

@@ -8,6 +8,8 @@ Steps, in order (one browser for all of them; any failure exits 1 with the logs)
   devices      the page lists every running gantryd, online, with its revision
   progress     a signed update sent to one agent: its progress events appear on the page
                (latency from the MQTT event, seen by the test's own subscriber, to the page)
+  rollout      gantryctl rollout start over the three agents: its waves advance on the page,
+               Pause from the page pauses it, Abort from the page aborts it
   escaping     a device id and a message holding markup are shown as text, nothing runs
   fleet-1000   1,000 simulated device states published retained by the test render, and
                an update of all of them renders (figures printed)
@@ -185,7 +187,8 @@ def main():
         start(dev, [os.path.join(BUILD, "gantryd"), "--config", path])
 
     sub = Subscriber(mport)
-    dash, url, token = start_dashboard("dashboard", broker, "--listen", "127.0.0.1:0")
+    dash, url, token = start_dashboard("dashboard", broker, "--listen", "127.0.0.1:0",
+                                       "--db", os.path.join(TMP, "rollouts.db"))
     if not token:
         fail("the loopback dashboard printed no token in its URL")
 
@@ -231,6 +234,55 @@ def main():
         browser_steps(drv, url, token, sub, bport, mport)
     finally:
         drv.quit()
+
+
+def rollout_step(drv, bport, mport, sha, size):
+    doc = {"rev": "r2", "seq": 2, "targets": AGENTS, "objects_base": f"http://127.0.0.1:{bport}/objects/",
+           "objects": {sha: {"size": size}},
+           "state": {"#spec": "pantavisor-service-system@1", "_sensors/m1/firmware.bin": sha,
+                     "_sensors/m1/sensor.json": {"version": "2.0.0", "seq": 2, "targets": ["*"]}}}
+    with open(os.path.join(TMP, "r2.json"), "w") as f:
+        json.dump(doc, f)
+    run([CTL, "sign", "--key", os.path.join(TMP, "keys", "ops.key"), "--kid", "ops", os.path.join(TMP, "r2.json"),
+         "--out", os.path.join(TMP, "r2.jws")])
+    db = os.path.join(TMP, "rollouts.db")
+    orch = start("rollout", [CTL, "rollout", "start", "r2", "--revision", os.path.join(TMP, "r2.jws"),
+                             "--group", "lab", "--waves", "33,66,100", "--soak", "3s", "--min-executed", "1",
+                             "--broker", f"tcp://127.0.0.1:{mport}", "--db", db])
+    drv.find_element(By.ID, "tab-rollouts").click()
+    wait_until(lambda: drv.find_elements(By.CSS_SELECTOR, '#rollouts tbody tr[data-rollout="r2"]'), 20,
+               "rollout r2 on the page")
+    drv.find_element(By.CSS_SELECTOR, '#rollouts tbody tr[data-rollout="r2"] td').click()
+    waves_seen = []
+
+    def wave_text():
+        t = drv.find_element(By.ID, "rollout-facts").text
+        m = re.search(r"Wave\s+(\d+) of (\d+)", t)
+        if m and (not waves_seen or waves_seen[-1] != m.group(1)):
+            waves_seen.append(m.group(1))
+        return m and int(m.group(1)) >= 2 and "1/1 final: 1 succeeded" in drv.find_element(By.ID, "waves").text
+    wait_until(wave_text, 60, "wave 1 final and wave 2 started on the page")
+    drv.find_element(By.CSS_SELECTOR, '#rollout-view button[data-action="pause"]').click()
+    wait_until(lambda: drv.find_element(By.ID, "rollout-state").text == "PAUSED", 20, "PAUSED on the page")
+    res = drv.find_element(By.ID, "action-result").text
+    # Abort from the page (it asks for confirmation first).
+    drv.find_element(By.CSS_SELECTOR, '#rollout-view button[data-action="abort"]').click()
+    drv.switch_to.alert.accept()
+    wait_until(lambda: "abort requested" in drv.find_element(By.ID, "action-result").text, 10, "abort accepted")
+    status = json.loads(run([CTL, "rollout", "status", "r2", "--db", db, "--json"]))
+    if status.get("state") != "ABORTED":
+        fail(f"after Abort on the page the rollout db says {status.get('state')}")
+    try:
+        rc = orch.wait(30)
+    except subprocess.TimeoutExpired:
+        fail("the orchestrator did not stop after the page paused and aborted its rollout")
+    if rc != 1:
+        fail(f"the orchestrator exited {rc}, not 1 (PAUSED/ABORTED)")
+    wait_until(lambda: drv.find_element(By.ID, "rollout-state").text in ("PAUSED", "ABORTED"), 5, "final state")
+    print(f"PASS rollout: waves seen on the page {' → '.join(waves_seen)}; Pause from the page → PAUSED "
+          f"({res!r}); Abort from the page → rollout db ABORTED, page shows "
+          f"{drv.find_element(By.ID, 'rollout-state').text}; orchestrator exited {rc}")
+    drv.find_element(By.ID, "tab-devices").click()
 
 
 def cell(drv, device, cls):
@@ -296,6 +348,8 @@ def browser_steps(drv, url, token, sub, bport, mport):
     print(f"PASS progress: {len(events)} MQTT progress events ({' '.join(statuses)}); {len(lat)} shown on the page "
           f"(the rest coalesced by batching); latency MQTT→page ms: min {ms[0]} median {ms[len(ms) // 2]} max {ms[-1]}; "
           f"DONE after {int(dict(lat)['DONE'] * 1000)} ms")
+
+    rollout_step(drv, bport, mport, sha, len(fw))
 
     # ---- markup stays text -----------------------------------------------------------------
     evil = '<script>window.__pwned=1<\\script><b>x<\\b>'  # one topic level: no '/', no space
