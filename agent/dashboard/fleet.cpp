@@ -114,6 +114,9 @@ void Fleet::Apply(const std::string& topic, const std::string& payload, std::int
     return;
   }
   if (kind != "state" && kind != "online" && kind != "progress") return Drop("unexpected topic " + topic.substr(0, 300));
+  if (kind == "online" && !(body.contains("online") && body["online"].is_boolean()))
+    return Drop(topic.substr(0, 300) + ": no boolean \"online\"");
+  if (kind == "progress" && Str(body, "status").empty()) return Drop(topic.substr(0, 300) + ": progress without a status");
   Device* d = DeviceFor(id);
   if (!d) return;
   std::int64_t ts = TsMs(body, now_ms);
@@ -123,12 +126,10 @@ void Fleet::Apply(const std::string& topic, const std::string& payload, std::int
     d->last = {{"kind", "state"}, {"text", "state " + Str(body, "status")}, {"ts_ms", ts}};
   } else if (kind == "online") {
     auto on = body.find("online");
-    if (on == body.end() || !on->is_boolean()) return Drop(topic.substr(0, 300) + ": no boolean \"online\"");
     d->online = body;
     d->last = {{"kind", "online"}, {"text", on->get<bool>() ? "online" : "offline"}, {"ts_ms", ts}};
   } else {
     std::string status = Str(body, "status");
-    if (status.empty()) return Drop(topic.substr(0, 300) + ": progress without a status");
     body["received_ms"] = now_ms;
     d->events.push_back(body);
     while (d->events.size() > kEventsKept) d->events.pop_front();
