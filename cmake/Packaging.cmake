@@ -59,7 +59,7 @@ set(CPACK_DEBIAN_COMPRESSION_TYPE gzip)
 # Debian 12 runtime libraries of what we link (Paho C++ pulls in Paho C), plus the tools the
 # agent and the LXC runtime run: lxc (lxc-utils, AppArmor profiles) and squashfs-tools.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "libpaho-mqttpp3-1, libpaho-mqtt1.3, liblxc1, libcurl4, libsqlite3-0, libssl3, libsystemd0, libcoap3, lxc, squashfs-tools")
+    "libpaho-mqttpp3-1, libpaho-mqtt1.3, liblxc1, libcurl4, libsqlite3-0, libssl3, libsystemd0, libcoap3, libcpp-httplib0.11, lxc, squashfs-tools")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${CMAKE_BINARY_DIR}/packaging/conffiles)
 set(CPACK_GENERATOR DEB)
 include(CPack)

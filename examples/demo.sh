@@ -5,7 +5,9 @@
 #   revision 2 changes one container and only that one is swapped;
 #   a broken revision fails its health window and is rolled back automatically;
 #   three simulated sensors get their firmware through the relay;
-#   the final state is printed, and everything the demo started is stopped.
+#   a fleet dashboard serves the live page beside the broker (its URL is printed);
+#   the final state is printed, and everything the demo started is stopped
+#   (GANTRY_DEMO_HOLD=1 keeps it running until Enter, to look at the page).
 # Usage: examples/demo.sh BUILD_DIR   (./dev.sh demo builds first and calls this)
 set -euo pipefail
 BUILD=$(cd "${1:?usage: demo.sh BUILD_DIR}" && pwd)
@@ -53,6 +55,16 @@ PIDS+=($!)
 wait_port "$BLOCK_PORT"
 BROKER="tcp://127.0.0.1:$MQTT_PORT"
 echo "broker $BROKER, blocks http://127.0.0.1:$BLOCK_PORT/"
+
+say "Starting the fleet dashboard (docs/dashboard.md)"
+DASH_PORT=$(free_port)
+"$CTL" dashboard --broker "$BROKER" --listen "127.0.0.1:$DASH_PORT" --db "$D/rollouts.db" \
+  >"$D/dashboard.url" 2>"$D/dashboard.log" &
+PIDS+=($!)
+wait_port "$DASH_PORT"
+for _ in $(seq 50); do [ -s "$D/dashboard.url" ] && break; sleep 0.1; done
+DASH_URL=$(sed -n 's/^dashboard: //p' "$D/dashboard.url")
+echo "open $DASH_URL in a browser on this machine to watch the demo live"
 
 say "Operator key, and three revisions packed from examples/revisions"
 "$CTL" keygen --alg EdDSA --kid ops --out "$D/keys" >/dev/null
@@ -117,4 +129,10 @@ wait "$S1" "$S2" && echo "3 sensors updated and verified their images (SHA-256)"
 
 say "Final state"
 "$CTL" status --broker "$BROKER" --device "$DEVICE"
+echo
+echo "dashboard: $DASH_URL"
+if [ -n "${GANTRY_DEMO_HOLD:-}" ]; then
+  say "GANTRY_DEMO_HOLD is set: the broker, agent and dashboard keep running; press Enter to stop"
+  read -r _
+fi
 say "Done: stopping everything the demo started"

@@ -26,7 +26,8 @@ for want in ./usr/bin/gantryd ./usr/bin/gantryctl \
             ./usr/share/man/man1/gantryctl.1.gz ./usr/share/man/man8/gantryd.8.gz \
             ./usr/share/doc/gantry/README.md ./usr/share/doc/gantry/protocol.md \
             ./usr/share/doc/gantry/operator-guide.md ./usr/share/doc/gantry/security.md \
-            ./usr/share/doc/gantry/revision-format.md ./usr/share/doc/gantry/architecture.md; do
+            ./usr/share/doc/gantry/revision-format.md ./usr/share/doc/gantry/architecture.md \
+            ./usr/share/gantry/dashboard/index.html ./usr/share/gantry/dashboard/app.js; do
   grep -qxF "$want" "$OUT/files" || { echo "FAIL: $want not in the package"; fail=1; }
 done
 [ "$(dpkg-deb -f "$DEB" Package)" = gantry ] || { echo "FAIL: package name is not gantry"; fail=1; }
