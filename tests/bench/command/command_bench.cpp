@@ -87,7 +87,7 @@ std::vector<double> QueueLatencies(AgentFixture& a, const std::vector<json>& com
   ms.reserve(commands.size());
   for (auto& cmd : commands) {
     std::string id = cmd["id"];
-    size_t from = a.op().Log().size();
+    size_t from = a.op().LogSize();
     auto start = Clock::now();
     a.Send(cmd);
     bool ok = a.op().WaitFor(
@@ -136,6 +136,7 @@ int main(int argc, char** argv) {
   int n = argc > 1 ? std::atoi(argv[1]) : 10000;
   int n_busy = argc > 2 ? std::atoi(argv[2]) : 1000;
   int idle_s = argc > 3 ? std::atoi(argv[3]) : 30;
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // figures appear as they are measured
   AgentFixture a(5);
   a.config["update"]["commit_window_s"] = 0;
   a.StartAgent();
