@@ -102,6 +102,10 @@ class Operator {
     std::lock_guard l(mu_);
     return log_;
   }
+  size_t LogSize() {
+    std::lock_guard l(mu_);
+    return log_.size();
+  }
 
  private:
   std::unique_ptr<mqtt::Client> client_;
