@@ -323,6 +323,8 @@ class Helper {
     if (*running) return json::object();
     auto dir = Dir(instance);
     if (auto r = EnsureImageMounted(*spec); !r) return Unexpected(r.error());
+    if (!spec->privileged)
+      if (auto r = GrantSearch(dir, options_.idmap.outside); !r) return Unexpected(r.error());
     if (auto r = UnmountBelow(dir / "rootfs"); !r) return Unexpected(r.error());
     if (auto r = MountRootfs(*spec); !r) return Unexpected(r.error());
     SweepMonitorCgroups(cgroups_, instance);

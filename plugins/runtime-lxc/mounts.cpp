@@ -200,7 +200,10 @@ ExpectedVoid GrantSearch(const stdfs::path& dir, unsigned uid) {
         if (!granted)
           return Fail("idmap", p.string() + " has an ACL without search (x) for uid " +
                                    std::to_string(uid) + ", which unprivileged containers need");
-      } else {
+      }
+      {
+        // Written (again) in any case: a chmod since (gantryd's 0700 on its data dir) masks
+        // the entry out, which the mask entry below restores.
         // posix_acl_xattr: version 2, then {tag, perm, id} entries sorted by tag.
         struct Entry {
           uint16_t tag, perm;
