@@ -130,7 +130,8 @@ int Main(int argc, char** argv) {
   // A helper that dies cannot be replaced in a threaded process, so gantryd exits and the
   // service manager restarts it; restart recovery resumes or rolls back what was in flight.
   auto runtime = runtime::LoadRuntimePlugin(
-      cfg->plugin_dir, cfg->data_dir, nlohmann::json::object(), [&loop, &exit_code](const Error& e) {
+      cfg->plugin_dir, cfg->data_dir,
+      {{"idmap", cfg->runtime.idmap}, {"privileged", cfg->runtime.privileged}}, [&loop, &exit_code](const Error& e) {
         loop.Post([&loop, &exit_code, e] {
           log::Error(kLog, e.String() + "; exiting so that gantryd is restarted (containers keep running)");
           exit_code = 3;

@@ -12,6 +12,7 @@
 
 #include "core/fs.hpp"
 #include "core/names.hpp"
+#include "core/names.hpp"
 
 namespace gantry::config {
 namespace {
@@ -110,6 +111,23 @@ bool IsTopicRoot(std::string_view s) {
 }
 
 // ^lxc\.[a-z0-9_.*-]+$
+// "0 100000 65536": container id, host id (not 0: container root must not be host root), count.
+bool IsIdmap(std::string_view s) {
+  unsigned long long v[3];
+  int n = 0;
+  std::string text(s);
+  std::size_t pos = 0;
+  for (; n < 3; ++n) {
+    while (pos < text.size() && text[pos] == ' ') ++pos;
+    std::size_t start = pos;
+    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') ++pos;
+    if (pos == start || pos - start > 10) return false;
+    v[n] = std::stoull(text.substr(start, pos - start));
+  }
+  return pos == text.size() && v[1] > 0 && v[2] > 0 && v[0] + v[2] <= 4294967295ULL &&
+         v[1] + v[2] <= 4294967295ULL;
+}
+
 bool IsLxcKey(std::string_view s) {
   if (s.size() <= 4 || s.substr(0, 4) != "lxc.") return false;
   for (char c : s.substr(4)) {
@@ -329,6 +347,16 @@ ExpectedVoid ReadConfig(const json& v, Config& c) {
                            {[&](const json& y, const std::string& q) {
                               return StringSet(y, q, c.runtime.allow_lxc_keys, IsLxcKey,
                                                "must be an LXC key: ^lxc\\.[a-z0-9_.*-]+$");
+                            }}},
+                          {"privileged",
+                           {[&](const json& y, const std::string& q) {
+                              return StringSet(y, q, c.runtime.privileged, IsSafeName,
+                                               "must be a container name: ^[a-z0-9][a-z0-9._-]{0,62}$");
+                            }}},
+                          {"idmap",
+                           {[&](const json& y, const std::string& q) {
+                              return String(y, q, c.runtime.idmap, IsIdmap,
+                                            "must be \"<container id> <host id> <count>\" with a host id above 0");
                             }}}});
          }}},
        {"cache",

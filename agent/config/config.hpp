@@ -33,6 +33,8 @@ struct Update {
 
 struct Runtime {
   std::vector<std::string> allow_lxc_keys;
+  std::vector<std::string> privileged;   // containers that may run privileged (run.json asks too)
+  std::string idmap = "0 100000 65536";  // container id, host id, count (uid and gid)
 };
 
 struct Cache {

@@ -190,7 +190,7 @@ bool IsContainerMetadata(std::string_view file) {
 
 const std::set<std::string> kRunFieldsUsed = {
     "#spec", "name", "type", "config", "root-volume", "volumes", "storage", "group",
-    "status_goal", "restart_policy", "update_strategy", "health", "runlevel"};
+    "status_goal", "restart_policy", "update_strategy", "health", "runlevel", "privileged"};
 
 Expected<Container> ParseContainer(const std::string& c, const std::vector<std::string>& keys,
                                    const std::map<std::string, std::string>& config_keys,
@@ -289,6 +289,10 @@ Expected<Container> ParseContainer(const std::string& c, const std::vector<std::
   auto strategy = GetEnum(run, "update_strategy", where, {"stop-first", "start-first"}, "stop-first");
   if (!strategy) return Forward(strategy);
   ct.update_strategy = *strategy;
+  if (run.contains("privileged")) {
+    if (!run["privileged"].is_boolean()) return Bad(where + ".privileged", "must be true or false");
+    ct.privileged = run["privileged"].get<bool>();
+  }
   auto health = ParseHealth(run, where);
   if (!health) return Forward(health);
   ct.health = std::move(*health);

@@ -74,6 +74,7 @@ struct Container {
   std::string status_goal;                     // MOUNTED|STARTED|READY
   std::string restart_policy;                  // system|container
   std::string update_strategy = "stop-first";  // stop-first|start-first
+  bool privileged = false;  // run.json "privileged": true (runs only if runtime.privileged lists it)
   std::optional<Health> health;                // required when status_goal is READY
   // Path inside the container, relative ("etc/app.conf", from "_config/<c>/etc/app.conf").
   std::map<std::string, ConfigFile> config_files;

@@ -47,7 +47,8 @@ class PluginRuntime : public Runtime {
                               {"rootfs_image", spec.rootfs_image.string()},
                               {"lxc_config", spec.lxc_config},
                               {"config_files", files},
-                              {"storage", storage}});
+                              {"storage", storage},
+                              {"privileged", spec.privileged}});
     if (!r) return Unexpected(r.error());
     return {};
   }

@@ -49,6 +49,9 @@ struct ContainerSpec {
   // container path -> source file (the revision's _config/<c>/<path> blocks)
   std::vector<std::pair<std::string, std::filesystem::path>> config_files;
   std::vector<StorageSpec> storage;
+  // run.json "privileged": true. The runtime refuses it unless its options list the name
+  // (runtime.privileged); otherwise the container runs in a user namespace (runtime.idmap).
+  bool privileged = false;
 };
 
 // kAbsent: no such prepared instance. kStopped: prepared, not running (never started, stopped,

@@ -157,6 +157,7 @@ runtime::ContainerSpec Engine::SpecFor(const manifest::Container& c) {
     s.config_files.emplace_back(path, inline_path);
   }
   for (const auto& [name, persistence] : c.storage) s.storage.push_back({name, persistence});
+  s.privileged = c.privileged;
   return s;
 }
 

@@ -4,6 +4,7 @@
 #include <lxc/lxccontainer.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +46,7 @@ struct Spec {
   std::vector<std::pair<std::string, stdfs::path>> config_files;  // rel path -> source
   std::string root_persistence = "boot";
   std::vector<Volume> volumes;  // sorted: a parent is mounted before what lies inside it
+  bool privileged = false;      // run.json "privileged": true
 };
 
 bool IsPersistence(const std::string& p) {
@@ -72,6 +74,7 @@ Expected<Spec> ParseSpec(const json& req) {
   if (!s.rootfs_image.is_absolute())
     return Fail("bad_request", "rootfs_image must be an absolute path");
   s.lxc_config = req.value("lxc_config", "");
+  s.privileged = req.value("privileged", false);
   for (auto& f : req.value("config_files", json::array())) {
     auto rel = RelPath(f.at("path").get<std::string>(), "config file");
     if (!rel) return Unexpected(rel.error());
@@ -211,8 +214,11 @@ class Helper {
                             ? options_.data_dir / "storage" / s.name / "lxc-overlay"
                         : s.root_persistence == "revision" ? dir / "layer"
                                                            : dir / "boot" / "layer";
-    for (auto& d : {layer / "upper", layer / "work"})
+    for (auto& d : {layer / "upper", layer / "work"}) {
       if (auto r = fs::MakeDirs(d, 0755); !r) return r;
+      // The upper layer's root is the container's "/": owned by the container's root.
+      if (auto r = OwnByContainerRoot(s, d); !r) return r;
+    }
     if (auto r = MountOverlay(dir / "ro", layer / "upper", layer / "work", dir / "rootfs"); !r)
       return r;
     auto result = [&]() -> ExpectedVoid {
@@ -223,6 +229,7 @@ class Helper {
         if (auto r = fs::MakeDirs(base, 0755); !r) return r;
         auto source = OpenDirInRoot(base, v.rel);
         if (!source) return Unexpected(source.error());
+        if (auto r = OwnByContainerRoot(s, "/proc/self/fd/" + std::to_string(source->get())); !r) return r;
         if (auto r = BindInRoot("/proc/self/fd/" + std::to_string(source->get()), dir / "rootfs", v.rel); !r)
           return r;
       }
@@ -237,6 +244,18 @@ class Helper {
     return result;
   }
 
+  // Unprivileged: a directory Gantry just created (host root's) becomes the container root's,
+  // so that the container can write its own layer and volumes. Anything else is left as is.
+  ExpectedVoid OwnByContainerRoot(const Spec& s, const stdfs::path& dir) const {
+    if (s.privileged) return {};
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) return Fail("io", fs::ErrnoMessage("cannot stat", dir));
+    if (st.st_uid != 0 || st.st_gid != 0) return {};
+    if (::chown(dir.c_str(), options_.idmap.outside, options_.idmap.outside) != 0)
+      return Fail("io", fs::ErrnoMessage("cannot chown", dir));
+    return {};
+  }
+
   ExpectedVoid EnsureImageMounted(const Spec& s) {
     auto ro = Dir(s.instance) / "ro";
     auto mounted = IsMountPoint(ro);
@@ -244,12 +263,26 @@ class Helper {
     if (*mounted) return {};
     if (!stdfs::is_regular_file(s.rootfs_image))
       return Fail("not_found", "rootfs image " + s.rootfs_image.string() + " does not exist");
-    return MountSquashfs(s.rootfs_image, ro);
+    if (auto r = MountSquashfs(s.rootfs_image, ro); !r) return r;
+    if (s.privileged) return {};
+    if (auto r = GrantSearch(Dir(s.instance), options_.idmap.outside); !r) return r;
+    // Unprivileged: the image's root-owned files must stay root's inside the user namespace.
+    auto r = IdmapMount(ro, options_.idmap);
+    if (!r) {
+      if (auto u = UnmountBelow(ro); !u) Log(GANTRY_LOG_ERROR, u.error().String());
+      return Fail("idmap", r.error().message + " (unprivileged containers need idmapped mounts; "
+                  "see docs/container-isolation.md)");
+    }
+    return {};
   }
 
   Expected<json> Prepare(const json& req) {
     auto spec = ParseSpec(req);
     if (!spec) return Unexpected(spec.error());
+    if (spec->privileged && std::find(options_.privileged.begin(), options_.privileged.end(),
+                                      spec->name) == options_.privileged.end())
+      return Fail("privileged", "container " + spec->name + " asks to run privileged (run.json "
+                  "\"privileged\": true) but runtime.privileged does not list " + spec->name);
     auto running = Running(spec->instance);
     if (!running) return Unexpected(running.error());
     if (*running) return json::object();  // adopted or already started: leave it alone
@@ -269,9 +302,11 @@ class Helper {
     for (auto& d : {dir, dir / "ro", dir / "rootfs"})
       if (auto r = fs::MakeDirs(d, 0755); !r) return r;
     OwnedKeys owned{s.name, (dir / "rootfs").string(), (dir / "lxc.log").string(),
-                    options_.log_level};
-    if (auto r = fs::WriteFileAtomic(dir / "config", ComposeConfig(s.lxc_config, owned), 0644); !r)
-      return r;
+                    options_.log_level, s.privileged, options_.idmap, DevicesControllerIsV1(),
+                    AppArmorEnabled()};
+    auto config = ComposeConfig(s.lxc_config, owned);
+    if (!config) return Unexpected(config.error().WithContext("container " + s.name));
+    if (auto r = fs::WriteFileAtomic(dir / "config", *config, 0644); !r) return r;
     if (auto r = fs::WriteFileAtomic(dir / "spec.json", req.dump(2), 0600); !r) return r;
     if (auto r = EnsureImageMounted(s); !r) return r;
     auto mounted = IsMountPoint(dir / "rootfs");
@@ -288,6 +323,8 @@ class Helper {
     if (*running) return json::object();
     auto dir = Dir(instance);
     if (auto r = EnsureImageMounted(*spec); !r) return Unexpected(r.error());
+    if (!spec->privileged)
+      if (auto r = GrantSearch(dir, options_.idmap.outside); !r) return Unexpected(r.error());
     if (auto r = UnmountBelow(dir / "rootfs"); !r) return Unexpected(r.error());
     if (auto r = MountRootfs(*spec); !r) return Unexpected(r.error());
     SweepMonitorCgroups(cgroups_, instance);

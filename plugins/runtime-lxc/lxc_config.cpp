@@ -1,81 +1,77 @@
 #include "lxc_config.hpp"
 
-#include <array>
-#include <sstream>
 #include <string_view>
-#include <vector>
+
+#include "core/fs.hpp"
 
 namespace gantry::lxc {
 
 namespace {
 
-// Keys (and their pre-LXC-2.1 spellings) whose value Gantry decides: the rootfs must be the
-// overlay Gantry mounted, the log must land in the instance directory.
-constexpr std::array<std::string_view, 9> kOwned = {
-    "lxc.rootfs.path", "lxc.rootfs", "lxc.uts.name", "lxc.utsname", "lxc.log.file",
-    "lxc.logfile",     "lxc.log.level", "lxc.loglevel", "lxc.rootfs.backend"};
+// The standard character devices a container may use (and create, with autodev): null,
+// zero, full, random, urandom, tty, console, ptmx and the pts ptys.
+constexpr std::string_view kDevices[] = {"c 1:3 rwm",  "c 1:5 rwm", "c 1:7 rwm",
+                                         "c 1:8 rwm",  "c 1:9 rwm", "c 5:0 rwm",
+                                         "c 5:1 rwm",  "c 5:2 rwm", "c 136:* rwm"};
 
-// What a busybox container needs to run and be attachable, when the revision does not say:
-// no network of its own beyond loopback, /proc, /sys and the cgroup tree, a populated /dev,
-// and no console (nobody reads it; the agent uses attach). Containers are privileged, so
-// the capabilities that reach past the container (kernel modules, raw I/O, the clock, the
-// MAC policy) are dropped as LXC's own common.conf does, unless the revision says otherwise.
-struct Default {
-  std::string_view prefix;  // any key starting with this counts as "set by the revision"
-  std::string_view line;
-};
-constexpr std::array<Default, 6> kDefaults = {{
-    {"lxc.net.", "lxc.net.0.type = empty"},
-    {"lxc.mount.auto", "lxc.mount.auto = proc:mixed sys:ro cgroup:mixed"},
-    {"lxc.autodev", "lxc.autodev = 1"},
-    {"lxc.console.path", "lxc.console.path = none"},
-    {"lxc.tty.max", "lxc.tty.max = 0"},
-    {"lxc.cap.", "lxc.cap.drop = mac_admin mac_override sys_module sys_rawio sys_time"},
-}};
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
-
-// The key of a "key = value" line, or "" for comments and blank lines.
-std::string_view KeyOf(std::string_view line) {
-  line = Trim(line);
-  if (line.empty() || line.front() == '#') return {};
-  auto eq = line.find('=');
-  return Trim(line.substr(0, eq));
+bool Has(const std::vector<manifest::LxcPair>& pairs, std::string_view prefix) {
+  for (auto& p : pairs)
+    if (p.key.compare(0, prefix.size(), prefix) == 0) return true;
+  return false;
 }
 
 }  // namespace
 
-std::string ComposeConfig(const std::string& revision_config, const OwnedKeys& owned) {
-  std::ostringstream out;
-  std::istringstream in(revision_config);
-  std::string line;
-  std::vector<std::string> keys;
-  while (std::getline(in, line)) {
-    auto key = KeyOf(line);
-    bool is_owned = false;
-    for (auto k : kOwned) is_owned = is_owned || key == k;
-    if (is_owned) {
-      out << "# overridden by gantry: " << Trim(line) << "\n";
-      continue;
-    }
-    if (!key.empty()) keys.emplace_back(key);
-    out << line << "\n";
+bool DevicesControllerIsV1() {
+  auto text = fs::ReadFile("/proc/self/cgroup");
+  return text && text->find(":devices:") != std::string::npos;
+}
+
+bool AppArmorEnabled() {
+  auto text = fs::ReadFile("/sys/module/apparmor/parameters/enabled");
+  return text && !text->empty() && (*text)[0] == 'Y';
+}
+
+Expected<std::string> ComposeConfig(const std::string& revision_config, const OwnedKeys& owned) {
+  auto pairs = manifest::ReadLxcConfig(revision_config);
+  if (!pairs) return Unexpected(pairs.error());
+  for (auto& p : *pairs)
+    if (manifest::IsGantryOnlyLxcKey(p.key) || manifest::IsOwnedLxcKey(p.key))
+      return Fail("lxc_key", p.key + " is refused: only Gantry sets it");
+
+  std::string out = "# Written by gantry from the revision's checked config; rewritten at every prepare.\n";
+  auto line = [&](std::string_view key, std::string_view value) {
+    out.append(key).append(" = ").append(value).append("\n");
+  };
+  // Devices first: "deny = a" clears every rule before it, so a device the operator allowed
+  // (runtime.allow_lxc_keys) must come after it.
+  std::string devices = owned.cgroup_v1_devices ? "lxc.cgroup.devices." : "lxc.cgroup2.devices.";
+  line(devices + "deny", "a");
+  for (auto d : kDevices) line(devices + "allow", d);
+
+  out += manifest::WriteLxcConfig(*pairs);
+
+  line("lxc.rootfs.path", "dir:" + owned.rootfs);
+  line("lxc.uts.name", owned.uts_name);
+  line("lxc.log.file", owned.log_file);
+  line("lxc.log.level", owned.log_level);
+  if (!owned.privileged) {
+    auto range = std::to_string(owned.idmap.inside) + " " + std::to_string(owned.idmap.outside) +
+                 " " + std::to_string(owned.idmap.count);
+    line("lxc.idmap", "u " + range);
+    line("lxc.idmap", "g " + range);
   }
-  out << "\n# --- set by gantry ---\n"
-      << "lxc.rootfs.path = dir:" << owned.rootfs << "\n"
-      << "lxc.uts.name = " << owned.uts_name << "\n"
-      << "lxc.log.file = " << owned.log_file << "\n"
-      << "lxc.log.level = " << owned.log_level << "\n";
-  for (auto& d : kDefaults) {
-    bool set = false;
-    for (auto& k : keys) set = set || std::string_view(k).substr(0, d.prefix.size()) == d.prefix;
-    if (!set) out << d.line << "\n";
-  }
-  return out.str();
+  // LXC refuses cap.keep and cap.drop together: an operator who allowed cap.keep decides.
+  if (!Has(*pairs, "lxc.cap.keep")) line("lxc.cap.drop", "mac_admin mac_override sys_module sys_rawio sys_time");
+  if (!Has(*pairs, "lxc.seccomp.")) line("lxc.seccomp.profile", "/usr/share/lxc/config/common.seccomp");
+  if (owned.apparmor && !Has(*pairs, "lxc.apparmor.")) line("lxc.apparmor.profile", "generated");
+  // No network configured is the host's network in some LXC versions: an empty one instead.
+  if (!Has(*pairs, "lxc.net.")) line("lxc.net.0.type", "empty");
+  if (!Has(*pairs, "lxc.mount.auto")) line("lxc.mount.auto", "proc:mixed sys:ro cgroup:mixed");
+  if (!Has(*pairs, "lxc.autodev")) line("lxc.autodev", "1");
+  if (!Has(*pairs, "lxc.console.path")) line("lxc.console.path", "none");
+  if (!Has(*pairs, "lxc.tty.max")) line("lxc.tty.max", "0");
+  return out;
 }
 
 }  // namespace gantry::lxc

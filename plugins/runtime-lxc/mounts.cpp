@@ -2,6 +2,11 @@
 
 #include <fcntl.h>
 #include <linux/loop.h>
+#include <linux/mount.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
 #include <linux/openat2.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -117,6 +122,127 @@ ExpectedVoid MountSquashfs(const stdfs::path& image, const stdfs::path& target) 
   if (::mount(loop->device.c_str(), target.c_str(), "squashfs", MS_RDONLY, nullptr) != 0)
     return Fail("mount", Errno("cannot mount squashfs " + image.string() + " at " +
                                target.string()));
+  return {};
+}
+
+namespace {
+
+bool WriteProcFile(const std::string& path, const std::string& text) {
+  fs::Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  return fd && ::write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size());
+}
+
+// A user namespace with range's mapping, as an open /proc/<pid>/ns/user descriptor: a child
+// unshares, the parent writes its maps, keeps the namespace open and lets the child go. The
+// helper is single-threaded, so fork is safe here.
+Expected<fs::Fd> UserNamespace(const IdRange& range) {
+  int ready[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0) return Fail("idmap", Errno("pipe"));
+  fs::Fd rd(ready[0]), wr(ready[1]);
+  pid_t pid = ::fork();
+  if (pid < 0) return Fail("idmap", Errno("fork"));
+  if (pid == 0) {
+    char c = ::unshare(CLONE_NEWUSER) == 0 ? 'y' : 'n';
+    (void)!::write(wr.get(), &c, 1);
+    ::pause();  // killed by the parent once the namespace is open
+    ::_exit(0);
+  }
+  wr = fs::Fd();
+  char c = 'n';
+  (void)!::read(rd.get(), &c, 1);
+  auto finish = [&](Expected<fs::Fd> r) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return r;
+  };
+  if (c != 'y') return finish(Fail("idmap", "cannot create a user namespace"));
+  std::string base = "/proc/" + std::to_string(pid) + "/";
+  std::string map = std::to_string(range.inside) + " " + std::to_string(range.outside) + " " +
+                    std::to_string(range.count) + "\n";
+  for (auto [file, text] : {std::pair<const char*, std::string>{"uid_map", map}, {"setgroups", "deny"}, {"gid_map", map}}) {
+    if (!WriteProcFile(base + file, text)) return finish(Fail("idmap", Errno("cannot write " + base + file)));
+  }
+  fs::Fd ns(::open((base + "ns/user").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns) return finish(Fail("idmap", Errno("cannot open " + base + "ns/user")));
+  return finish(std::move(ns));
+}
+
+}  // namespace
+
+Expected<IdRange> ParseIdRange(const std::string& text) {
+  std::istringstream in(text);
+  long long inside = -1, outside = -1, count = -1;
+  std::string rest;
+  if (!(in >> inside >> outside >> count) || (in >> rest) || inside < 0 || outside <= 0 ||
+      count <= 0 || inside + count > 4294967295LL || outside + count > 4294967295LL)
+    return Fail("bad_config", "\"" + text + "\" is not \"<container id> <host id> <count>\" with a host id above 0");
+  return IdRange{static_cast<unsigned>(inside), static_cast<unsigned>(outside), static_cast<unsigned>(count)};
+}
+
+ExpectedVoid GrantSearch(const stdfs::path& dir, unsigned uid) {
+  for (stdfs::path p = dir; !p.empty(); p = p.parent_path()) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) return Fail("io", fs::ErrnoMessage("cannot stat", p));
+    if ((st.st_mode & S_IXOTH) == 0) {
+      unsigned char existing[1024];
+      ssize_t n = ::getxattr(p.c_str(), "system.posix_acl_access", existing, sizeof existing);
+      if (n >= 0 || errno != ENODATA) {
+        // An ACL already there: fine if it grants uid search (ours, from an earlier prepare).
+        bool granted = false;
+        for (ssize_t off = 4; n > 0 && off + 8 <= n; off += 8) {
+          uint16_t tag, perm;
+          uint32_t id;
+          std::memcpy(&tag, existing + off, 2);
+          std::memcpy(&perm, existing + off + 2, 2);
+          std::memcpy(&id, existing + off + 4, 4);
+          granted = granted || (tag == 0x02 && id == uid && (perm & 1));
+        }
+        if (!granted)
+          return Fail("idmap", p.string() + " has an ACL without search (x) for uid " +
+                                   std::to_string(uid) + ", which unprivileged containers need");
+      }
+      {
+        // Written (again) in any case: a chmod since (gantryd's 0700 on its data dir) masks
+        // the entry out, which the mask entry below restores.
+        // posix_acl_xattr: version 2, then {tag, perm, id} entries sorted by tag.
+        struct Entry {
+          uint16_t tag, perm;
+          uint32_t id;
+        };
+        struct {
+          uint32_t version = 2;
+          Entry e[5];
+        } acl;
+        unsigned m = st.st_mode;
+        acl.e[0] = {0x01, static_cast<uint16_t>((m >> 6) & 7), 0xffffffffu};  // owner
+        acl.e[1] = {0x02, 1, uid};                                            // uid: search
+        acl.e[2] = {0x04, static_cast<uint16_t>((m >> 3) & 7), 0xffffffffu};  // group
+        acl.e[3] = {0x10, static_cast<uint16_t>(((m >> 3) & 7) | 1), 0xffffffffu};  // mask
+        acl.e[4] = {0x20, static_cast<uint16_t>(m & 7), 0xffffffffu};         // others
+        if (::setxattr(p.c_str(), "system.posix_acl_access", &acl, sizeof acl, 0) != 0)
+          return Fail("idmap", Errno("cannot grant uid " + std::to_string(uid) + " search on " + p.string()));
+      }
+    }
+    if (p == p.root_path()) break;
+  }
+  return {};
+}
+
+ExpectedVoid IdmapMount(const stdfs::path& target, const IdRange& range) {
+  auto ns = UserNamespace(range);
+  if (!ns) return Unexpected(ns.error());
+  fs::Fd tree(static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, target.c_str(),
+                                         OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)));
+  if (!tree) return Fail("idmap", Errno("open_tree " + target.string()));
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_IDMAP;
+  attr.userns_fd = static_cast<uint64_t>(ns->get());
+  if (::syscall(SYS_mount_setattr, tree.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
+    return Fail("idmap", Errno("the kernel cannot idmap the mount at " + target.string()));
+  // The clone keeps the file system (and its loop device) alive while the original goes.
+  if (::umount2(target.c_str(), MNT_DETACH) != 0) return Fail("idmap", Errno("umount " + target.string()));
+  if (::syscall(SYS_move_mount, tree.get(), "", AT_FDCWD, target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
+    return Fail("idmap", Errno("move_mount to " + target.string()));
   return {};
 }
 

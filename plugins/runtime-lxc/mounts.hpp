@@ -19,6 +19,22 @@ Expected<bool> IsMountPoint(const stdfs::path& path);
 // Attaches image to a free loop device (read-only, autoclear) and mounts it read-only at
 // target; the loop device goes away with the mount.
 ExpectedVoid MountSquashfs(const stdfs::path& image, const stdfs::path& target);
+// One user namespace mapping: container id `inside` is host id `outside`, for `count` ids.
+struct IdRange {
+  unsigned inside = 0, outside = 0, count = 0;
+};
+// "0 100000 65536": three numbers, count > 0, and neither range wrapping around; the host
+// range may not include host root (outside 0) since then container root would be host root.
+Expected<IdRange> ParseIdRange(const std::string& text);
+// liblxc requires that the container's root can search (x) every directory above the
+// container: each one of them that others cannot search gets a POSIX ACL entry granting uid
+// search only (a directory that already has an ACL is left alone and named in the error).
+ExpectedVoid GrantSearch(const stdfs::path& dir, unsigned uid);
+// Replaces the mount at target by an idmapped copy of itself (mount_setattr
+// MOUNT_ATTR_IDMAP): a file the image's root owns appears owned by range.outside on the host,
+// so by root inside a container whose user namespace maps range. Error code "idmap" when the
+// kernel or the file system cannot (the caller names the fallback).
+ExpectedVoid IdmapMount(const stdfs::path& target, const IdRange& range);
 ExpectedVoid MountOverlay(const stdfs::path& lower, const stdfs::path& upper,
                           const stdfs::path& work, const stdfs::path& target);
 

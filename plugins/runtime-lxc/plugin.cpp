@@ -89,6 +89,12 @@ void* Create(const GantryHostV1* host, const char* config_json, char** error) {
     auto config = json::parse(config_json ? config_json : "{}");
     options.data_dir = config.at("data_dir").get<std::string>();
     options.log_level = config.value("log_level", "INFO");
+    options.privileged = config.value("privileged", std::vector<std::string>{});
+    if (config.contains("idmap")) {
+      auto idmap = ParseIdRange(config.at("idmap").get<std::string>());
+      if (!idmap) return fail("runtime-lxc: idmap: " + idmap.error().message);
+      options.idmap = *idmap;
+    }
   } catch (const json::exception& e) {
     return fail(std::string("runtime-lxc: bad config: ") + e.what());
   }

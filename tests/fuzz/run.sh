@@ -16,7 +16,7 @@ seconds=${2:-15}
 if [[ ${GANTRY_LONG:-} == 1 ]]; then seconds=180; fi
 src=$(cd "$(dirname "$0")/../.." && pwd)
 out=$build_dir/fuzz-build
-targets=(command jws revision relay)
+targets=(command jws revision relay lxc_config)
 
 for tool in clang clang++; do
   command -v "$tool" >/dev/null || { echo "fuzz: $tool not found (dev.sh installs it)" >&2; exit 1; }

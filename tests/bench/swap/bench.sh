@@ -2,7 +2,8 @@
 # Swap downtime on real LXC (needs root): a real gantryd swaps a busybox container stop-first
 # and start-first; the containers time-stamp their own start and halt (swap_bench.cpp).
 # Prints stop-first downtime against lxc-stop + lxc-start of the same instances in the same
-# run, and the start-first gap. Targets: stop-first <= 1.5x baseline and < 100 ms; start-first
+# run (containers are unprivileged, the default), and the start-first gap. Targets: stop-first
+# <= 1.2x baseline and < 100 ms; start-first
 # overlaps (gap <= 0). GANTRY_BENCH_ROUNDS (default 5) sets the number of swaps per strategy.
 set -euo pipefail
 BUILD=${1:?usage: bench.sh BUILD_DIR}

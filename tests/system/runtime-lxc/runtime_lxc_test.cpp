@@ -3,6 +3,7 @@
 // host cannot run LXC, with the reason.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -544,3 +545,54 @@ TEST(Mkrootfs, IsReproducibleAndHonoursItsOptions) {
 }
 
 }  // namespace
+
+// Isolation (docs/container-isolation.md): a default container runs in a user namespace
+// (container root is host uid 100000), the image's files still appear root-owned, and root
+// inside reaches neither host devices, the host's /, kernel settings nor kernel modules.
+TEST_F(RuntimeLxc, DefaultContainerIsUnprivileged) {
+  auto s = Spec("iso", "0123456789ab", Images::Graceful());
+  PrepareAndStart(s);
+  auto marker = data_.path() / "host-marker";
+  test::Spit(marker, "host");
+  auto core_before = test::Slurp("/proc/sys/kernel/core_pattern");
+  // uid 0 inside is host uid 100000, not host root.
+  EXPECT_EQ(ExecCode(s.instance, "read a b c < /proc/self/uid_map; test \"$a $b $c\" = \"0 100000 65536\""), 0);
+  EXPECT_EQ(ExecCode(s.instance, "read a b c < /proc/self/gid_map; test \"$a $b\" = \"0 100000\""), 0);
+  // The image's files are root's inside (idmapped squashfs under the overlay).
+  EXPECT_EQ(ExecCode(s.instance, "set -- $(ls -ln /bin/busybox); test \"$3 $4\" = \"0 0\""), 0);
+  // Root inside can write its own root file system.
+  EXPECT_EQ(ExecCode(s.instance, "echo x > /written && mkdir -p /var/x && test -s /written"), 0);
+  // A host block device (loop0, 7:0) cannot be created and opened.
+  EXPECT_NE(ExecCode(s.instance, "mknod /tmp/blk b 7 0 && head -c 1 /tmp/blk > /dev/null"), 0);
+  // The host's / is not reachable: the marker file does not exist inside.
+  EXPECT_NE(ExecCode(s.instance, "test -e " + marker.string()), 0);
+  EXPECT_NE(ExecCode(s.instance, "ls /proc/1/root" + marker.string()), 0);
+  // Host-wide kernel settings cannot be written.
+  EXPECT_NE(ExecCode(s.instance, "echo '|/bin/true' > /proc/sys/kernel/core_pattern"), 0);
+  EXPECT_EQ(test::Slurp("/proc/sys/kernel/core_pattern"), core_before);
+  // Kernel modules: CAP_SYS_MODULE (bit 16) is not in the bounding set, and loading fails.
+  EXPECT_EQ(ExecCode(s.instance, "b=$(grep CapBnd /proc/self/status | cut -f2); test $(( (0x$b >> 16) & 1 )) = 0"), 0);
+  EXPECT_NE(ExecCode(s.instance, "insmod /bin/busybox"), 0);
+  // On the host, what root wrote inside belongs to the mapped uid.
+  struct stat st {};
+  ASSERT_EQ(::stat((data_.path() / "containers" / s.instance / "rootfs" / "written").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 100000u);
+}
+
+TEST_F(RuntimeLxc, PrivilegedOnlyWhenTheOptionsListTheContainer) {
+  auto s = Spec("platform", "0123456789ab", Images::Graceful());
+  s.privileged = true;
+  auto refused = rt_->Prepare(s);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, "privileged");
+  EXPECT_NE(refused.error().message.find("platform"), std::string::npos) << refused.error().message;
+  EXPECT_FALSE(stdfs::exists(data_.path() / "containers" / s.instance)) << "a refused prepare left files";
+
+  rt_.reset();
+  auto rt = LoadRuntimePlugin(PluginDir(), data_.path(), {{"privileged", {"platform"}}});
+  ASSERT_TRUE(rt) << rt.error().String();
+  rt_ = std::move(*rt);
+  PrepareAndStart(s);
+  EXPECT_EQ(ExecCode(s.instance, "read a b c < /proc/self/uid_map; test \"$a $b $c\" = \"0 0 4294967295\""), 0);
+  EXPECT_EQ(ExecCode(s.instance, "echo ok > /tmp/x && grep -q ok /tmp/x"), 0);
+}

@@ -82,6 +82,20 @@ TEST(SecurityLxcKeys, EscapeKeysRefusedUnlessAllowed) {
       {"lxc.mount.fstab = " + fstab.string(), "lxc.mount.fstab"},
       {"lxc.console.logfile = " + (canary / "console.log").string(), "lxc.console.logfile"},
       {"lxc.console.path = " + (canary / "tty").string(), "lxc.console.path"},
+      // Issue 12's classes: bytes liblxc reads differently, quoting, escapes a deny-list missed.
+      {std::string("#\0\nlxc.rootfs.path = dir:/", 26), "NUL byte 0x00"},
+      {"lxc.init.cwd = /\r", "CR byte 0x0d"},
+      {"lxc.init.cwd = /\xff", "byte 0xff"},
+      {"lxc.apparmor.profile = \"unconfined\"", "lxc.apparmor.profile"},
+      {"lxc.apparmor.profile = unchanged", "lxc.apparmor.profile"},
+      {"lxc.apparmor.raw = change_profile -> **,", "lxc.apparmor.raw"},
+      {"lxc.net.0.type = \"none\"", "lxc.net.0.type"},
+      {"lxc.mount.entry = \"/ host none ro,bind,create=dir 0 0\"", "lxc.mount.entry"},
+      {"lxc.mount.entry = overlay host overlay lowerdir=/,upperdir=/tmp/u,workdir=/tmp/w,create=dir 0 0",
+       "lxc.mount.entry"},
+      {"lxc.sysctl.kernel.core_pattern = |/bin/true", "lxc.sysctl.kernel.core_pattern"},
+      {"lxc.mount.auto = proc:rw sys:rw", "lxc.mount.auto"},
+      {"lxc.cgroup.devices.deny = ", "lxc.cgroup.devices.deny"},
   };
 
   f.a.StartAgent();
@@ -98,7 +112,7 @@ TEST(SecurityLxcKeys, EscapeKeysRefusedUnlessAllowed) {
     EXPECT_EQ(final_event.value("status", ""), "WONTGO") << final_event.dump() << f.a.AgentLog();
     EXPECT_NE(msg.find(kc.key), std::string::npos) << "the WONTGO does not name " << kc.key << ": " << msg;
     EXPECT_NE(msg.find("refused"), std::string::npos) << msg;
-    std::printf("refused %-58s %s\n", kc.line.c_str(), msg.substr(0, 100).c_str());
+    std::printf("refused %-58.58s %s\n", kc.line.c_str(), msg.substr(0, 100).c_str());
   }
   auto running = f.Running();
   EXPECT_TRUE(running.empty()) << "a refused revision started a container";

@@ -66,6 +66,8 @@ TEST(Config, MinimalGetsEveryDefault) {
   EXPECT_EQ(c->update.stop_timeout_s, 5);
   EXPECT_EQ(c->update.bsp, "ignore");
   EXPECT_TRUE(c->runtime.allow_lxc_keys.empty());
+  EXPECT_TRUE(c->runtime.privileged.empty());
+  EXPECT_EQ(c->runtime.idmap, "0 100000 65536");
   EXPECT_EQ(c->cache.quota_bytes, 0u);
   EXPECT_EQ(c->relay.transports, std::vector<std::string>{"mqtt"});
   EXPECT_FALSE(c->relay.mqtt_uri);
@@ -227,6 +229,10 @@ TEST(Config, BadValuesAreNamedWithTheirRule) {
       {"/runtime/allow_lxc_keys", {"lxc.cap.keep", "cap.keep"}, "runtime.allow_lxc_keys[1]: must be an LXC key: ^lxc\\.[a-z0-9_.*-]+$"},
       {"/runtime/allow_lxc_keys", {"lxc."}, "runtime.allow_lxc_keys[0]: must be an LXC key: ^lxc\\.[a-z0-9_.*-]+$"},
       {"/runtime/allow_lxc_keys", {"lxc.a", "lxc.a"}, "runtime.allow_lxc_keys[1]: duplicate \"lxc.a\""},
+      {"/runtime/privileged", {"Bad Name"}, "runtime.privileged[0]: must be a container name: ^[a-z0-9][a-z0-9._-]{0,62}$"},
+      {"/runtime/idmap", "0 0 65536", "runtime.idmap: must be \"<container id> <host id> <count>\" with a host id above 0"},
+      {"/runtime/idmap", "0 100000", "runtime.idmap: must be \"<container id> <host id> <count>\" with a host id above 0"},
+      {"/runtime/idmap", "0 4294967295 2", "runtime.idmap: must be \"<container id> <host id> <count>\" with a host id above 0"},
       {"/cache/quota_bytes", -1, "cache.quota_bytes: must be a non-negative integer"},
       {"/cache/quota_bytes", 1.5, "cache.quota_bytes: must be a non-negative integer"},
       {"/cache/quota_bytes", 1.8446744073709552e19, "cache.quota_bytes: must be a non-negative integer"},
