@@ -64,6 +64,7 @@ class Dispatcher final : public txn::Reporter {
   mqtt::Client& client_;
   txn::Engine* engine_ = nullptr;
   relay::RelayEngine* relay_ = nullptr;
+  bool sensor_state_due_ = false;  // a P/state for sensor events is scheduled
   std::string prefix_;
   std::string started_at_;
   std::optional<std::string> wake_;  // a transaction was queued: wake the runner after commit

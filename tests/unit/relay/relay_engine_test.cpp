@@ -76,7 +76,7 @@ json Status(const std::string& id, std::int64_t job, int state, int result, std:
 class RelayEngineTest : public ::testing::Test {
  protected:
   void SetUp() override { Open(); }
-  void Open(int max_concurrent = 8) {
+  void Open(int max_concurrent = 8, Limits limits = {}) {
     engine_.reset();
     db_.reset();
     auto db = store::Db::Open(dir_.path() / "g.db");
@@ -84,7 +84,8 @@ class RelayEngineTest : public ::testing::Test {
     db_ = std::make_unique<store::Db>(std::move(*db));
     std::vector<std::unique_ptr<Transport>> t;
     t.push_back(std::make_unique<FakeTransport>(log_));
-    engine_ = std::make_unique<RelayEngine>(*db_, std::move(t), max_concurrent,
+    limits.max_concurrent = max_concurrent;
+    engine_ = std::make_unique<RelayEngine>(*db_, std::move(t), limits,
                                             [this](const json& e) { events_.push_back(e); });
   }
   std::vector<std::string> StatusesOf(const std::string& sensor) {
