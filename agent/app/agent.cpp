@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "app/dispatcher.hpp"
+#include "app/relay_host.hpp"
 #include "cache/block_cache.hpp"
 #include "config/config.hpp"
 #include "core/event_loop.hpp"
@@ -22,7 +23,6 @@
 #include "core/log.hpp"
 #include "core/time.hpp"
 #include "crypto/jws.hpp"
-#include "gantry_plugin.h"
 #include "mqtt/client.hpp"
 #include "relay/relay_engine.hpp"
 #include "relay/transport.hpp"
@@ -51,22 +51,6 @@ Expected<int> LockDataDir(const std::filesystem::path& data_dir) {
     return Fail("locked", "another gantryd holds " + path.string());
   }
   return fd;
-}
-
-relay::RelayEngine* g_relay = nullptr;  // for HostPost; lives on the loop
-
-void HostLog(void*, int level, const char* message) {
-  log::Write(static_cast<log::Level>(std::clamp(level, 0, 3)), "plugin", message ? message : "");
-}
-
-// Plugin threads hand events to the loop; the relay engine takes them there.
-void HostPost(void* ctx, const char* event_json) {
-  auto* loop = static_cast<EventLoop*>(ctx);
-  auto event = nlohmann::json::parse(event_json ? event_json : "", nullptr, false);
-  if (event.is_discarded()) return;
-  loop->Post([event] {
-    if (g_relay) g_relay->OnTransportEvent(event);
-  });
 }
 
 std::optional<std::string> ReadPassword(const std::optional<std::string>& file) {
@@ -165,6 +149,32 @@ int Main(int argc, char** argv) {
   }
   if (trust->size() == 0) log::Warn(kLog, "no trusted keys in " + cfg->trust.keys_dir + ": every update will be refused");
 
+  // The sensor relay's transports are plugins too; they start their own threads, so they load
+  // after the runtime plugin's fork.
+  // Without relay.mqtt_uri the relay shares the agent's connection through relay_host: its
+  // subscriptions join the agent's and its messages are routed to it before the dispatcher.
+  app::RelayHost relay_host(loop);
+  std::vector<std::unique_ptr<relay::Transport>> transports;
+  for (const auto& name : cfg->relay.transports) {
+    nlohmann::json options = {{"device_id", cfg->device_id},
+                              {"root", cfg->mqtt.root},
+                              {"version", cfg->mqtt.version},
+                              {"coap_port", cfg->relay.coap_port},
+                              {"max_msgs_per_s", cfg->relay.max_msgs_per_s}};
+    if (cfg->relay.mqtt_uri) {
+      // A separate sensor broker: the device's TLS identity and CA, host name verified.
+      options["mqtt_uri"] = *cfg->relay.mqtt_uri;
+      if (cfg->mqtt.ca_file) options["ca_file"] = *cfg->mqtt.ca_file;
+      if (cfg->mqtt.cert_file) options["cert_file"] = *cfg->mqtt.cert_file;
+      if (cfg->mqtt.key_file) options["key_file"] = *cfg->mqtt.key_file;
+    }
+    auto t = relay::LoadRelayPlugin(cfg->plugin_dir, name, options, relay_host.host());
+    if (!t) {
+      log::Error(kLog, t.error().WithContext("loading relay transport " + name).String());
+      return 3;
+    }
+    transports.push_back(std::move(*t));
+  }
   std::string prefix = cfg->mqtt.root + "/" + cfg->device_id;
   mqtt::Options mo;
   mo.uri = cfg->mqtt.uri;
@@ -179,8 +189,10 @@ int Main(int argc, char** argv) {
   mo.will = mqtt::Message{prefix + "/online", R"({"online":false})", 1, true, "", ""};
   mo.subscriptions.push_back(prefix + "/cmd");
   for (const auto& g : cfg->groups) mo.subscriptions.push_back(cfg->mqtt.root + "/group/" + g + "/cmd");
+  for (const auto& f : relay_host.Filters()) mo.subscriptions.push_back(f);
   auto client = mqtt::MakePahoClient(mo);
   status::Outbox outbox(*db, loop, *client);
+  relay_host.Attach(*client, outbox);
 
   Dispatcher dispatcher(*cfg, loop, *db, **cache, *trust, outbox, *client);
   txn::EngineOptions eo;
@@ -199,36 +211,15 @@ int Main(int argc, char** argv) {
   dispatcher.SetEngine(&engine);
   dispatcher.EmitUnreportedFinals();
 
-  // The sensor relay's transports are plugins too; they start their own threads, so they load
-  // after the runtime plugin's fork.
-  GantryHostV1 host{GANTRY_PLUGIN_ABI_V1, &loop, &HostLog, &HostPost, nullptr};
   std::unique_ptr<relay::RelayEngine> relay;
-  std::vector<std::unique_ptr<relay::Transport>> transports;
-  for (const auto& name : cfg->relay.transports) {
-    nlohmann::json options = {{"device_id", cfg->device_id},
-                              {"root", cfg->mqtt.root},
-                              {"mqtt_uri", cfg->relay.mqtt_uri.value_or(cfg->mqtt.uri)},
-                              {"version", cfg->mqtt.version},
-                              {"coap_port", cfg->relay.coap_port}};
-    if (!cfg->relay.mqtt_uri) {
-      // Same broker as the agent: the same credentials.
-      if (cfg->mqtt.ca_file) options["ca_file"] = *cfg->mqtt.ca_file;
-      if (cfg->mqtt.cert_file) options["cert_file"] = *cfg->mqtt.cert_file;
-      if (cfg->mqtt.key_file) options["key_file"] = *cfg->mqtt.key_file;
-      if (cfg->mqtt.username) options["username"] = *cfg->mqtt.username;
-      if (mo.password) options["password"] = *mo.password;
-    }
-    auto t = relay::LoadRelayPlugin(cfg->plugin_dir, name, options, &host);
-    if (!t) {
-      log::Error(kLog, t.error().WithContext("loading relay transport " + name).String());
-      return 3;
-    }
-    transports.push_back(std::move(*t));
-  }
   if (!transports.empty()) {
-    relay = std::make_unique<relay::RelayEngine>(*db, std::move(transports), cfg->relay.max_concurrent,
+    relay::Limits limits;
+    limits.max_concurrent = cfg->relay.max_concurrent;
+    limits.job_timeout = std::chrono::seconds(cfg->relay.job_timeout_s);
+    limits.max_sensors = cfg->relay.max_sensors;
+    relay = std::make_unique<relay::RelayEngine>(*db, std::move(transports), limits,
                                                  [&](const nlohmann::json& e) { dispatcher.EmitSensor(e); });
-    g_relay = relay.get();
+    relay_host.SetEngine(relay.get());
   }
 
   std::atomic<std::int64_t> stop_requested_ms{0};
@@ -241,12 +232,23 @@ int Main(int argc, char** argv) {
   });
   signal_thread.detach();
 
-  if (relay) loop.Post([&] { dispatcher.SetRelay(relay.get()); });
+  std::function<void()> relay_tick;  // job time-outs, once a second; lives as long as the loop
+  if (relay) {
+    loop.Post([&] { dispatcher.SetRelay(relay.get()); });
+    relay_tick = [&] {
+      relay->Tick();
+      loop.After(std::chrono::seconds(1), relay_tick);
+    };
+    loop.After(std::chrono::seconds(1), relay_tick);
+  }
   engine.Start();
   client->Start({
       [&] { loop.Post([&] { dispatcher.OnConnected(); }); },
       [&](const std::string&) { loop.Post([&] { outbox.OnLost(); }); },
-      [&](mqtt::Message m) { loop.Post([&, m = std::move(m)] { dispatcher.OnMessage(m); }); },
+      [&](mqtt::Message m) {
+        if (relay_host.Route(m)) return;  // sensor traffic, handled on this thread by the plugin
+        loop.Post([&, m = std::move(m)] { dispatcher.OnMessage(m); });
+      },
   });
 
   // systemd: READY once the loop runs; the watchdog is fed from the loop itself, so a stuck
@@ -278,7 +280,7 @@ int Main(int argc, char** argv) {
                                std::chrono::milliseconds(budget_ms));
   if (!drained) log::Warn(kLog, "stopping with messages not yet acknowledged; they are sent again at the next start");
   client->Stop();
-  g_relay = nullptr;
+  relay_host.SetEngine(nullptr);
   return exit_code;
 }
 

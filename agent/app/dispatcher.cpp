@@ -167,7 +167,14 @@ void Dispatcher::EmitSensor(const nlohmann::json& event) {
   e["id"] = cmd_id;
   e["rev"] = rev;
   Emit(e);
-  PublishState();
+  // Many sensors move at once: one state message sums up a burst of their events.
+  if (!sensor_state_due_) {
+    sensor_state_due_ = true;
+    loop_.After(std::chrono::milliseconds(250), [this] {
+      sensor_state_due_ = false;
+      PublishState();
+    });
+  }
 }
 
 void Dispatcher::PublishState() {
@@ -183,6 +190,7 @@ void Dispatcher::PublishState() {
     j["containers"].push_back(
         {{"name", c.name}, {"group", c.group}, {"state", c.state}, {"rev", c.rev}, {"restarts", c.restarts}});
   j["sensors"] = relay_ ? relay_->SensorsJson() : nlohmann::json::array();
+  if (relay_) j["sensor_counts"] = relay_->CountsJson();
   auto stats = cache_.GetStats();
   if (!stats) log::Warn(kLog, stats.error().WithContext("cache stats").String());
   auto s = stats.value_or(cache::Stats{0, 0, cfg_.cache.quota_bytes});

@@ -70,6 +70,7 @@ class Dispatcher final : public txn::Reporter {
   command::Ledger ledger_;
   txn::Engine* engine_ = nullptr;
   relay::RelayEngine* relay_ = nullptr;
+  bool sensor_state_due_ = false;  // a P/state for sensor events is scheduled
   std::string prefix_;
   std::string started_at_;
   std::optional<std::string> wake_;

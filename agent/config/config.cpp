@@ -310,7 +310,13 @@ ExpectedVoid ReadRelay(const json& v, const std::string& path, Relay& r) {
        {"coap_port",
         {[&](const json& x, const std::string& p) { return Int(x, p, r.coap_port, 1, 65535); }}},
        {"max_concurrent",
-        {[&](const json& x, const std::string& p) { return Int(x, p, r.max_concurrent, 1, 1024); }}}});
+        {[&](const json& x, const std::string& p) { return Int(x, p, r.max_concurrent, 1, 1024); }}},
+       {"job_timeout_s",
+        {[&](const json& x, const std::string& p) { return Int(x, p, r.job_timeout_s, 1, 86400); }}},
+       {"max_sensors",
+        {[&](const json& x, const std::string& p) { return Int(x, p, r.max_sensors, 1, 65535); }}},
+       {"max_msgs_per_s",
+        {[&](const json& x, const std::string& p) { return Int(x, p, r.max_msgs_per_s, 1, 100000); }}}});
 }
 
 ExpectedVoid ReadConfig(const json& v, Config& c) {

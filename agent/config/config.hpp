@@ -46,6 +46,9 @@ struct Relay {
   std::optional<std::string> mqtt_uri;             // null = share the agent's connection
   int coap_port = 5683;                            // 1..65535
   int max_concurrent = 8;                          // 1..1024
+  int job_timeout_s = 300;     // 1..86400: a job with no progress this long ends FAILED
+  int max_sensors = 1024;      // 1..65535: sensors tracked; hellos from more are ignored
+  int max_msgs_per_s = 50;     // 1..100000: messages handled per sensor and second
 };
 
 struct Config {

@@ -26,14 +26,10 @@ constexpr int kResultReverted = 8;
 constexpr int kStateDownloading = 1;
 constexpr int kStateDownloaded = 2;
 
-std::int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
+std::int64_t NowS() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-bool IsActive(const std::string& state) {
-  return state == kOffered || state == kDownloading || state == kDownloaded || state == kUpdating;
 }
 
 std::optional<std::int64_t> GetInt(const nlohmann::json& msg, const char* key) {
@@ -73,171 +69,37 @@ const char* ResultName(std::int64_t result) {
 
 }  // namespace
 
-struct RelayEngine::Sensor {
-  std::string id, transport, model, version;
-  std::int64_t seq = 0, slot = 0, max_chunk = 0, window = 1, state = 0, result = 0;
-  std::optional<std::string> vid, cid;
-};
-
-struct RelayEngine::Job {
-  std::int64_t row = 0;  // 0 = not stored yet
-  std::optional<std::int64_t> job;
-  std::string sensor, model, rev, sha256;
-  std::int64_t size = 0, seq = 0;
-  std::string version;
-  std::int64_t chunk = 0, window = 0;
-  std::string state;
-  std::int64_t offset = 0;
-  std::optional<std::int64_t> result;
-  std::string reason;
-  std::int64_t attempts = 0;
-  bool blocked = false, final = false;
-
-  nlohmann::json Json() const {
-    nlohmann::json j = {{"job", job ? nlohmann::json(*job) : nlohmann::json()},
-                        {"sha256", sha256},
-                        {"size", size},
-                        {"seq", seq},
-                        {"version", version},
-                        {"state", state},
-                        {"offset", offset},
-                        {"result", result ? nlohmann::json(*result) : nlohmann::json()}};
-    if (!reason.empty()) j["reason"] = reason;
-    return j;
-  }
-  int Progress() const { return size > 0 ? static_cast<int>(offset * 100 / size) : 0; }
-};
-
-namespace {
-constexpr const char* kJobColumns =
-    "id, job, sensor, model, rev, sha256, size, seq, version, chunk, window, state, offset, "
-    "result, reason, attempts, blocked, final";
-constexpr const char* kSensorColumns =
-    "id, transport, model, version, seq, slot, max_chunk, window, state, result, vid, cid";
-}  // namespace
-
 RelayEngine::RelayEngine(store::Db& db, std::vector<std::unique_ptr<Transport>> transports,
-                         int max_concurrent, Report report)
+                         Limits limits, Report report)
     : db_(db),
+      store_(db),
       transports_(std::move(transports)),
-      max_concurrent_(std::max(1, max_concurrent)),
-      report_(std::move(report)) {}
-
-// ---- store -------------------------------------------------------------------------------
-
-Expected<std::vector<RelayEngine::Job>> RelayEngine::LoadJobs(const std::string& where) const {
-  auto st = db_.Prepare(std::string("SELECT ") + kJobColumns + " FROM relay_jobs WHERE " + where);
-  if (!st) return Unexpected(st.error());
-  std::vector<Job> jobs;
-  for (;;) {
-    auto row = st->Step();
-    if (!row) return Unexpected(row.error());
-    if (!*row) break;
-    Job j;
-    j.row = st->Int(0);
-    if (!st->IsNull(1)) j.job = st->Int(1);
-    j.sensor = st->Text(2);
-    j.model = st->Text(3);
-    j.rev = st->Text(4);
-    j.sha256 = st->Text(5);
-    j.size = st->Int(6);
-    j.seq = st->Int(7);
-    j.version = st->Text(8);
-    j.chunk = st->Int(9);
-    j.window = st->Int(10);
-    j.state = st->Text(11);
-    j.offset = st->Int(12);
-    if (!st->IsNull(13)) j.result = st->Int(13);
-    j.reason = st->IsNull(14) ? "" : st->Text(14);
-    j.attempts = st->Int(15);
-    j.blocked = st->Int(16) != 0;
-    j.final = st->Int(17) != 0;
-    jobs.push_back(std::move(j));
-  }
-  return jobs;
-}
-
-Expected<std::optional<RelayEngine::Job>> RelayEngine::LoadJob(const std::string& where,
-                                                                 const std::string& arg) const {
-  // The only free-form argument is a sensor id; quote it the SQL way rather than building a
-  // second prepared-statement path.
-  std::string quoted = "'";
-  for (char c : arg) quoted += c == '\'' ? std::string("''") : std::string(1, c);
-  quoted += "'";
-  std::string sql = where;
-  if (auto pos = sql.find('?'); pos != std::string::npos) sql.replace(pos, 1, quoted);
-  auto jobs = LoadJobs(sql + " LIMIT 1");
-  if (!jobs) return Unexpected(jobs.error());
-  if (jobs->empty()) return std::optional<Job>();
-  return std::optional<Job>(std::move(jobs->front()));
-}
-
-ExpectedVoid RelayEngine::SaveJob(const Job& j) {
-  auto job = j.job ? std::optional<std::int64_t>(*j.job) : std::nullopt;
-  auto st = db_.Prepare(
-      "INSERT INTO relay_jobs (job, sensor, model, rev, sha256, size, seq, version, chunk, "
-      "window, state, offset, result, reason, attempts, blocked, final, updated_at) "
-      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-      "ON CONFLICT (sensor, sha256) DO UPDATE SET job=excluded.job, model=excluded.model, "
-      "rev=excluded.rev, size=excluded.size, seq=excluded.seq, version=excluded.version, "
-      "chunk=excluded.chunk, window=excluded.window, state=excluded.state, "
-      "offset=excluded.offset, result=excluded.result, reason=excluded.reason, "
-      "attempts=excluded.attempts, blocked=excluded.blocked, final=excluded.final, "
-      "updated_at=excluded.updated_at");
-  if (!st) return Unexpected(st.error());
-  if (job) st->Bind(1, *job); else st->Bind(1, std::nullopt);
-  st->Bind(2, j.sensor).Bind(3, j.model).Bind(4, j.rev).Bind(5, j.sha256);
-  st->Bind(6, j.size).Bind(7, j.seq).Bind(8, j.version).Bind(9, j.chunk).Bind(10, j.window);
-  st->Bind(11, j.state).Bind(12, j.offset);
-  if (j.result) st->Bind(13, *j.result); else st->Bind(13, std::nullopt);
-  st->Bind(14, j.reason).Bind(15, j.attempts).Bind(16, j.blocked ? 1 : 0);
-  st->Bind(17, j.final ? 1 : 0).Bind(18, NowMs());
-  return st->Run();
-}
-
-Expected<std::optional<RelayEngine::Sensor>> RelayEngine::LoadSensor(const std::string& id) const {
-  auto st = db_.Prepare(std::string("SELECT ") + kSensorColumns + " FROM relay_sensors WHERE id=?");
-  if (!st) return Unexpected(st.error());
-  st->Bind(1, id);
-  auto row = st->Step();
-  if (!row) return Unexpected(row.error());
-  if (!*row) return std::optional<Sensor>();
-  Sensor s{st->Text(0), st->Text(1), st->Text(2), st->Text(3), st->Int(4), st->Int(5),
-           st->Int(6),  st->Int(7),  st->Int(8),  st->Int(9)};
-  if (!st->IsNull(10)) s.vid = st->Text(10);
-  if (!st->IsNull(11)) s.cid = st->Text(11);
-  return std::optional<Sensor>(std::move(s));
-}
-
-Expected<std::vector<RelayEngine::Sensor>> RelayEngine::LoadSensors() const {
-  auto st = db_.Prepare("SELECT id FROM relay_sensors ORDER BY id");
-  if (!st) return Unexpected(st.error());
-  std::vector<std::string> ids;
-  for (;;) {
-    auto row = st->Step();
-    if (!row) return Unexpected(row.error());
-    if (!*row) break;
-    ids.push_back(st->Text(0));
-  }
-  std::vector<Sensor> sensors;
-  for (auto& id : ids) {
-    auto s = LoadSensor(id);
-    if (!s) return Unexpected(s.error());
-    if (*s) sensors.push_back(std::move(**s));
-  }
-  return sensors;
+      limits_(limits),
+      report_(std::move(report)) {
+  limits_.max_concurrent = std::max(1, limits_.max_concurrent);
+  auto n = store_.CountSensors();
+  if (!n) log::Error(kLog, "counting sensors: " + n.error().String());
+  tracked_ = n.value_or(0);
 }
 
 // The wire id follows the row id, so a row keeps its id across offers and needs no counter.
 Expected<int> RelayEngine::NextWireId(std::int64_t row) {
   int id = static_cast<int>((row - 1) % 65535) + 1;
-  auto clash = LoadJobs("final = 0 AND job = " + std::to_string(id) +
-                        " AND id != " + std::to_string(row));
-  if (!clash) return Unexpected(clash.error());
-  if (!clash->empty())
-    return Fail("relay_busy", "job id " + std::to_string(id) + " is still held by sensor " +
-                                  clash->front().sensor);
+  auto holder = store_.WireHolder(id, row);
+  if (!holder) return Unexpected(holder.error());
+  if (*holder)
+    return Fail("relay_busy", "job id " + std::to_string(id) + " is still held by sensor " + **holder);
   return id;
+}
+
+ExpectedVoid RelayEngine::Move(Job& job, JobState state) {
+  if (job.row != 0 && !CanMove(job.state, state))
+    return Fail("relay_state", "job of sensor " + job.sensor + " cannot go from " +
+                                   std::string(JobStateName(job.state)) + " to " +
+                                   std::string(JobStateName(state)));
+  job.state = state;
+  if (state == JobState::kWaiting) waiting_ = true;
+  return store_.Save(job);
 }
 
 // ---- firmware ----------------------------------------------------------------------------
@@ -256,36 +118,42 @@ ExpectedVoid RelayEngine::SetFirmware(const std::string& rev, std::vector<Firmwa
   firmware_ = std::move(by_model);
   have_firmware_ = true;
 
-  auto open = LoadJobs("final = 0 ORDER BY id");
+  auto open = store_.OpenJobs();
   if (!open) return Unexpected(open.error());
+  auto now = Clock::now();
   for (auto& job : *open) {
     auto fw = firmware_.find(job.model);
     bool kept = fw != firmware_.end() && fw->second.sha256 == job.sha256;
     // A sensor already flashing its image is left to finish.
-    if (kept || job.state == kUpdating) continue;
+    if (kept || job.state == JobState::kUpdating) {
+      // Resumed after a restart: the time-out counts from now.
+      if (IsActive(job.state)) progress_at_.try_emplace(job.row, now);
+      continue;
+    }
     if (job.job) {
       if (auto* t = TransportFor(job.sensor))
         if (auto r = t->SendCmd(job.sensor, {{"job", *job.job}, {"op", "cancel"}}); !r)
           log::Warn(kLog, "cancel to " + job.sensor + ": " + r.error().String());
     }
-    if (auto r = Finish(job, kCancelled, std::nullopt, "superseded by revision " + rev, false); !r)
+    if (auto r = Finish(job, JobState::kCancelled, std::nullopt, "superseded by revision " + rev, false); !r)
       return r;
   }
   if (auto r = PushImages(); !r) return r;
   // Resume: the retained offers of open jobs are published again (idempotent for the broker).
-  auto active = LoadJobs("final = 0 AND job IS NOT NULL ORDER BY id");
+  auto active = store_.OpenJobs();
   if (!active) return Unexpected(active.error());
   for (auto& job : *active) {
-    if (!IsActive(job.state)) continue;
+    if (!IsActive(job.state) || !job.job) continue;
     auto* t = TransportFor(job.sensor);
     if (!t) continue;
     if (auto r = t->Offer(job.sensor, OfferJson(job)); !r)
       log::Warn(kLog, "offer to " + job.sensor + ": " + r.error().String());
   }
-  auto sensors = LoadSensors();
+  auto sensors = store_.Sensors();
   if (!sensors) return Unexpected(sensors.error());
   for (auto& s : *sensors)
     if (auto r = Evaluate(s); !r) log::Warn(kLog, "sensor " + s.id + ": " + r.error().String());
+  waiting_ = true;
   return FillSlots();
 }
 
@@ -297,14 +165,14 @@ nlohmann::json RelayEngine::OfferJson(const Job& job) {
 
 ExpectedVoid RelayEngine::Evaluate(const Sensor& sensor) {
   if (!have_firmware_ || firmware_.empty()) return {};
-  auto open = LoadJob("sensor = ? AND final = 0", sensor.id);
+  auto open = store_.OpenJobOf(sensor.id);
   if (!open) return Unexpected(open.error());
   if (*open) return {};
 
   auto fw_it = firmware_.find(sensor.model);
   const Firmware* fw = fw_it == firmware_.end() ? nullptr : &fw_it->second;
   std::string sha = fw ? fw->sha256 : "";
-  auto prior = LoadJob("sensor = ? AND sha256 = '" + sha + "'", sensor.id);
+  auto prior = store_.JobFor(sensor.id, sha);
   if (!prior) return Unexpected(prior.error());
 
   std::string reason;
@@ -333,9 +201,9 @@ ExpectedVoid RelayEngine::Evaluate(const Sensor& sensor) {
     const Job& p = **prior;
     bool same_rev = p.rev == rev_;
     // Nothing new to say about a pair already settled under this revision.
-    if (same_rev && (p.state == kSucceeded || p.blocked)) return {};
-    if (same_rev && p.state == kNotApplicable && p.reason == reason) return {};
-    if (reason.empty() && p.state == kFailed && p.attempts >= kMaxAttempts) return {};
+    if (same_rev && (p.state == JobState::kSucceeded || p.blocked)) return {};
+    if (same_rev && p.state == JobState::kNotApplicable && p.reason == reason) return {};
+    if (reason.empty() && p.state == JobState::kFailed && p.attempts >= kMaxAttempts) return {};
     job = p;
   }
   job.sensor = sensor.id;
@@ -350,43 +218,38 @@ ExpectedVoid RelayEngine::Evaluate(const Sensor& sensor) {
   job.reason = reason;
   if (!reason.empty()) {
     job.job.reset();
-    job.state = kNotApplicable;
-    job.final = true;
-    if (auto r = SaveJob(job); !r) return r;
-    Emit(job, kNotApplicable, 0, reason);
+    if (auto r = Move(job, JobState::kNotApplicable); !r) return r;
+    Emit(job, JobState::kNotApplicable, 0, reason);
     return {};
   }
   job.chunk = ChunkFor(sensor.max_chunk);
   job.window = std::clamp<std::int64_t>(sensor.window, 1, kMaxWindow);
-  job.state = kWaiting;
-  job.final = false;
-  return SaveJob(job);
+  return Move(job, JobState::kWaiting);
 }
 
 ExpectedVoid RelayEngine::FillSlots() {
-  // Called after every event; most of the time nobody waits, so check that first.
-  auto waiting = LoadJobs("final = 0 AND state = 'WAITING' LIMIT 1");
+  // Called after every event; most of the time nobody waits, so that is remembered.
+  if (!waiting_) return {};
+  auto active = store_.CountActive();
+  if (!active) return Unexpected(active.error());
+  int free = limits_.max_concurrent - *active;
+  if (free <= 0) return {};
+  auto waiting = store_.Waiting(free);
   if (!waiting) return Unexpected(waiting.error());
-  if (waiting->empty()) return {};
-  auto open = LoadJobs("final = 0 ORDER BY id");
-  if (!open) return Unexpected(open.error());
-  int active = static_cast<int>(
-      std::count_if(open->begin(), open->end(), [](const Job& j) { return IsActive(j.state); }));
+  if (static_cast<int>(waiting->size()) < free) waiting_ = false;
   std::vector<Job> offered;
-  for (auto& job : *open) {
-    if (active >= max_concurrent_) break;
-    if (job.state != kWaiting) continue;
+  auto now = Clock::now();
+  for (auto& job : *waiting) {
     auto id = NextWireId(job.row);
     if (!id) {
       log::Warn(kLog, id.error().message);
       continue;
     }
     job.job = *id;
-    job.state = kOffered;
     job.offset = 0;
     ++job.attempts;
-    if (auto r = SaveJob(job); !r) return r;
-    ++active;
+    if (auto r = Move(job, JobState::kOffered); !r) return r;
+    progress_at_[job.row] = now;
     offered.push_back(job);
   }
   if (offered.empty()) return {};
@@ -399,7 +262,7 @@ ExpectedVoid RelayEngine::FillSlots() {
       log::Warn(kLog, "offer to " + job.sensor + ": " + r.error().String());
       continue;
     }
-    Emit(job, kOffered, 0,
+    Emit(job, JobState::kOffered, 0,
          "offered " + job.version + " (seq " + std::to_string(job.seq) + ", " +
              std::to_string(job.size) + " B, chunk " + std::to_string(job.chunk) + ")");
   }
@@ -408,10 +271,10 @@ ExpectedVoid RelayEngine::FillSlots() {
 
 ExpectedVoid RelayEngine::PushImages() {
   nlohmann::json jobs = nlohmann::json::array();
-  auto open = LoadJobs("final = 0 AND job IS NOT NULL ORDER BY id");
+  auto open = store_.OpenJobs();
   if (!open) return Unexpected(open.error());
   for (auto& job : *open) {
-    if (!IsActive(job.state)) continue;
+    if (!IsActive(job.state) || !job.job) continue;
     auto fw = firmware_.find(job.model);
     if (fw == firmware_.end() || fw->second.sha256 != job.sha256) continue;
     jobs.push_back({{"job", *job.job},
@@ -431,26 +294,57 @@ ExpectedVoid RelayEngine::PushImages() {
   return {};
 }
 
-ExpectedVoid RelayEngine::Finish(Job& job, const char* state, std::optional<int> result,
+ExpectedVoid RelayEngine::Finish(Job& job, JobState state, std::optional<int> result,
                                  const std::string& reason, bool blocked) {
   bool was_active = IsActive(job.state);
-  job.state = state;
-  job.final = true;
   if (result) job.result = *result;
   job.reason = reason;
   job.blocked = job.blocked || blocked;
-  if (job.state == kSucceeded) job.offset = job.size;
-  if (auto r = SaveJob(job); !r) return r;
+  if (state == JobState::kSucceeded) job.offset = job.size;
+  if (auto r = Move(job, state); !r) return r;
+  progress_at_.erase(job.row);
   if (was_active) {
     if (auto r = PushImages(); !r) return r;
     if (auto* t = TransportFor(job.sensor))
       if (auto r = t->ClearOffer(job.sensor); !r)
         log::Warn(kLog, "clearing the offer to " + job.sensor + ": " + r.error().String());
   }
-  std::string status = job.state == kSucceeded ? kSucceeded : kFailed;
-  Emit(job, status, job.state == kSucceeded ? 100 : job.Progress(),
-       job.state == kCancelled ? "cancelled: " + reason : reason);
+  bool ok = state == JobState::kSucceeded;
+  Emit(job, ok ? JobState::kSucceeded : JobState::kFailed, ok ? 100 : job.Progress(),
+       state == JobState::kCancelled ? "cancelled: " + reason : reason);
   return {};
+}
+
+void RelayEngine::Tick(Clock::time_point now) {
+  std::vector<std::int64_t> expired;
+  for (auto& [row, at] : progress_at_)
+    if (now - at >= limits_.job_timeout) expired.push_back(row);
+  if (expired.empty()) return;
+  auto open = store_.OpenJobs();
+  if (!open) {
+    log::Error(kLog, open.error().String());
+    return;
+  }
+  for (auto& job : *open) {
+    if (std::find(expired.begin(), expired.end(), job.row) == expired.end()) continue;
+    if (!IsActive(job.state)) {
+      progress_at_.erase(job.row);
+      continue;
+    }
+    auto secs = std::to_string(limits_.job_timeout.count());
+    log::Warn(kLog, "sensor " + job.sensor + ": no progress on job " +
+                        std::to_string(job.job.value_or(0)) + " for " + secs + " s; failing it");
+    if (job.job)
+      if (auto* t = TransportFor(job.sensor))
+        if (auto r = t->SendCmd(job.sensor, {{"job", *job.job}, {"op", "cancel"}}); !r)
+          log::Warn(kLog, "cancel to " + job.sensor + ": " + r.error().String());
+    if (auto r = Finish(job, JobState::kFailed, std::nullopt,
+                        "no progress for " + secs + " s (relay.job_timeout_s)", false);
+        !r)
+      log::Error(kLog, r.error().String());
+  }
+  for (auto row : expired) progress_at_.erase(row);
+  if (auto r = FillSlots(); !r) log::Error(kLog, "offering waiting jobs: " + r.error().String());
 }
 
 // ---- events ------------------------------------------------------------------------------
@@ -483,37 +377,37 @@ void RelayEngine::OnHello(const std::string& transport, const std::string& id,
   auto slot = GetInt(msg, "slot");
   auto max_chunk = GetInt(msg, "max_chunk");
   auto window = GetInt(msg, "window");
-  if (!model || !IsSafeName(*model) || !version || !seq || *seq < 0 || !slot || *slot < 0 ||
-      !max_chunk || !window || *window < 1) {
-    log::Warn(kLog, "dropping a malformed hello from " + id + ": " + msg.dump().substr(0, 200));
+  if (!model || !IsSafeName(*model) || !version || version->size() > 64 || !seq || *seq < 0 ||
+      !slot || *slot < 0 || !max_chunk || !window || *window < 1) {
+    log::Debug(kLog, "dropping a malformed hello from " + id + ": " + msg.dump().substr(0, 200));
     return;
   }
   Sensor s{id,    transport, *model, *version, *seq, *slot, *max_chunk, *window,
            GetInt(msg, "state").value_or(0), GetInt(msg, "result").value_or(0)};
   s.vid = GetString(msg, "vid");
   s.cid = GetString(msg, "cid");
-  auto st = db_.Prepare(
-      "INSERT INTO relay_sensors (id, transport, model, version, seq, slot, max_chunk, window, "
-      "state, result, vid, cid, last_hello) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
-      "ON CONFLICT (id) DO UPDATE SET transport=excluded.transport, model=excluded.model, "
-      "version=excluded.version, seq=excluded.seq, slot=excluded.slot, "
-      "max_chunk=excluded.max_chunk, window=excluded.window, state=excluded.state, "
-      "result=excluded.result, vid=excluded.vid, cid=excluded.cid, last_hello=excluded.last_hello");
-  if (!st) {
-    log::Error(kLog, st.error().String());
+  auto known = store_.GetSensor(id);
+  if (!known) {
+    log::Error(kLog, known.error().String());
     return;
   }
-  st->Bind(1, s.id).Bind(2, s.transport).Bind(3, s.model).Bind(4, s.version).Bind(5, s.seq);
-  st->Bind(6, s.slot).Bind(7, s.max_chunk).Bind(8, s.window).Bind(9, s.state).Bind(10, s.result);
-  if (s.vid) st->Bind(11, *s.vid); else st->Bind(11, std::nullopt);
-  if (s.cid) st->Bind(12, *s.cid); else st->Bind(12, std::nullopt);
-  st->Bind(13, NowMs() / 1000);
-  if (auto r = st->Run(); !r) {
-    log::Error(kLog, "storing the hello of " + id + ": " + r.error().String());
+  if (!*known && tracked_ >= limits_.max_sensors) {
+    // Counted, not stored: a sensor beyond the limit costs nothing but this counter.
+    if (ignored_hellos_++ % 1000 == 0)
+      log::Warn(kLog, "ignoring the hello of " + id + ": already tracking relay.max_sensors = " +
+                          std::to_string(limits_.max_sensors) + " sensors");
     return;
+  }
+  // A repeated hello saying nothing new is not written again.
+  if (!*known || !(**known == s)) {
+    if (auto r = store_.PutSensor(s, NowS()); !r) {
+      log::Error(kLog, "storing the hello of " + id + ": " + r.error().String());
+      return;
+    }
+    if (!*known) ++tracked_;
   }
 
-  auto open = LoadJob("sensor = ? AND final = 0", id);
+  auto open = store_.OpenJobOf(id);
   if (!open) {
     log::Error(kLog, open.error().String());
     return;
@@ -521,12 +415,12 @@ void RelayEngine::OnHello(const std::string& transport, const std::string& id,
   if (*open) {
     Job& job = **open;
     // A sensor that was told to update says how it came back.
-    if (job.state == kUpdating || job.state == kDownloaded) {
+    if (job.state == JobState::kUpdating || job.state == JobState::kDownloaded) {
       ExpectedVoid r;
       if (s.seq >= job.seq)
-        r = Finish(job, kSucceeded, kResultSuccess, "sensor runs " + s.version, false);
+        r = Finish(job, JobState::kSucceeded, kResultSuccess, "sensor runs " + s.version, false);
       else if (s.result == kResultReverted)
-        r = Finish(job, kFailed, kResultReverted,
+        r = Finish(job, JobState::kFailed, kResultReverted,
                    "sensor reverted to " + s.version + " (result 8)", true);
       if (!r) log::Error(kLog, r.error().String());
     }
@@ -540,10 +434,10 @@ void RelayEngine::OnStatus(const std::string& id, const nlohmann::json& msg) {
   auto state = GetInt(msg, "state");
   auto result = GetInt(msg, "result");
   if (!wire || !state || !result) {
-    log::Warn(kLog, "dropping a malformed status from " + id + ": " + msg.dump().substr(0, 200));
+    log::Debug(kLog, "dropping a malformed status from " + id + ": " + msg.dump().substr(0, 200));
     return;
   }
-  auto found = LoadJob("sensor = ? AND final = 0 AND job = " + std::to_string(*wire), id);
+  auto found = store_.OpenJobByWire(id, *wire);
   if (!found) {
     log::Error(kLog, found.error().String());
     return;
@@ -555,47 +449,51 @@ void RelayEngine::OnStatus(const std::string& id, const nlohmann::json& msg) {
   Job& job = **found;
   if (!IsActive(job.state)) return;
   auto reason = GetString(msg, "reason");
+  if (reason && reason->size() > 256) reason = reason->substr(0, 256);
   ExpectedVoid r;
   if (*result == kResultSuccess) {
     // The sensor runs the new image: P/state's sensors[] shows it now, not at its next hello.
-    r = db_.Run("UPDATE relay_sensors SET version = ?, seq = ? WHERE id = ?", job.version, job.seq, id);
-    if (r) r = Finish(job, kSucceeded, kResultSuccess, "sensor runs " + job.version, false);
+    r = store_.SetSensorFirmware(id, job.version, job.seq);
+    if (r) r = Finish(job, JobState::kSucceeded, kResultSuccess, "sensor runs " + job.version, false);
   } else if (*result == kResultReverted) {
-    r = Finish(job, kFailed, kResultReverted,
+    r = Finish(job, JobState::kFailed, kResultReverted,
                reason.value_or("sensor reverted to its previous firmware (result 8)"), true);
   } else if (*result != 0 && *result != kResultConnectionLost) {
-    r = Finish(job, kFailed, static_cast<int>(*result),
+    r = Finish(job, JobState::kFailed, static_cast<int>(*result),
                reason.value_or("sensor reported result " + std::to_string(*result) + " (" +
                                ResultName(*result) + ")"),
                false);
   } else if (*state == kStateDownloading && *result == 0) {
+    if (job.state != JobState::kOffered && job.state != JobState::kDownloading) return;
     auto off = std::clamp<std::int64_t>(GetInt(msg, "off").value_or(job.offset), 0, job.size);
-    bool announce = job.state != kDownloading || (off * 10 / job.size) != (job.offset * 10 / job.size);
-    if (job.state != kOffered && job.state != kDownloading) return;
-    job.state = kDownloading;
+    // Only news is progress: a sensor repeating its offset does not hold its slot longer.
+    bool moved = job.state != JobState::kDownloading || off > job.offset;
+    if (!moved) return;
+    bool announce = job.state != JobState::kDownloading ||
+                    (off * 10 / job.size) != (job.offset * 10 / job.size);
     job.offset = off;
-    r = SaveJob(job);
+    progress_at_[job.row] = Clock::now();
+    r = Move(job, JobState::kDownloading);
     if (r && announce)
-      Emit(job, kDownloading, job.Progress(),
+      Emit(job, JobState::kDownloading, job.Progress(),
            std::to_string(off) + " of " + std::to_string(job.size) + " B");
   } else if (*state == kStateDownloaded && *result == 0) {
     // Also when already UPDATING: the update command may have been lost with a restart.
-    if (job.state != kUpdating) {
-      job.state = kDownloaded;
+    if (job.state != JobState::kUpdating) {
       job.offset = job.size;
-      r = SaveJob(job);
+      progress_at_[job.row] = Clock::now();
+      r = Move(job, JobState::kDownloaded);
       if (!r) {
         log::Error(kLog, r.error().String());
         return;
       }
-      Emit(job, kDownloaded, 100, "image verified by the sensor");
-      job.state = kUpdating;
-      r = SaveJob(job);
+      Emit(job, JobState::kDownloaded, 100, "image verified by the sensor");
+      r = Move(job, JobState::kUpdating);
       if (!r) {
         log::Error(kLog, r.error().String());
         return;
       }
-      Emit(job, kUpdating, 100, "update command sent");
+      Emit(job, JobState::kUpdating, 100, "update command sent");
     }
     if (auto* t = TransportFor(id)) r = t->SendCmd(id, {{"job", *job.job}, {"op", "update"}});
   }
@@ -604,12 +502,11 @@ void RelayEngine::OnStatus(const std::string& id, const nlohmann::json& msg) {
 
 // ---- reporting ---------------------------------------------------------------------------
 
-void RelayEngine::Emit(const Job& job, const std::string& status, int progress,
-                       const std::string& msg) {
+void RelayEngine::Emit(const Job& job, JobState status, int progress, const std::string& msg) {
   if (!report_) return;
   report_({{"sensor", job.sensor},
            {"model", job.model},
-           {"status", status},
+           {"status", JobStateName(status)},
            {"progress", progress},
            {"msg", msg},
            {"job", job.job ? nlohmann::json(*job.job) : nlohmann::json()},
@@ -619,7 +516,7 @@ void RelayEngine::Emit(const Job& job, const std::string& status, int progress,
 }
 
 Transport* RelayEngine::TransportFor(const std::string& sensor) {
-  auto s = LoadSensor(sensor);
+  auto s = store_.GetSensor(sensor);
   if (!s || !*s) return nullptr;
   for (auto& t : transports_)
     if (t->Name() == (*s)->transport) return t.get();
@@ -630,20 +527,30 @@ Transport* RelayEngine::TransportFor(const std::string& sensor) {
 
 nlohmann::json RelayEngine::SensorsJson() const {
   nlohmann::json out = nlohmann::json::array();
-  auto sensors = LoadSensors();
-  if (!sensors) {
-    log::Error(kLog, sensors.error().String());
+  auto listed = store_.List(limits_.max_listed);
+  if (!listed) {
+    log::Error(kLog, listed.error().String());
     return out;
   }
-  for (auto& s : *sensors) {
-    auto job = LoadJob("sensor = ? ORDER BY final, updated_at DESC, id DESC", s.id);
+  for (auto& [s, job] : *listed)
     out.push_back({{"id", s.id},
                    {"model", s.model},
                    {"version", s.version},
                    {"seq", s.seq},
-                   {"job", job && *job ? (*job)->Json() : nlohmann::json()}});
-  }
+                   {"job", job ? job->Json() : nlohmann::json()}});
   return out;
+}
+
+nlohmann::json RelayEngine::CountsJson() const {
+  nlohmann::json jobs = nlohmann::json::object();
+  if (auto counts = store_.CountJobsByState())
+    for (auto& [state, n] : *counts) jobs[state] = n;
+  else
+    log::Error(kLog, counts.error().String());
+  return {{"tracked", tracked_},
+          {"listed", std::min<std::int64_t>(tracked_, limits_.max_listed)},
+          {"ignored_hellos", ignored_hellos_},
+          {"jobs", jobs}};
 }
 
 Expected<nlohmann::json> RelayEngine::TransportStats(const std::string& transport) {

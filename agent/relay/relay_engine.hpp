@@ -1,11 +1,16 @@
 #pragma once
-// The downstream sensor relay (docs/protocol.md): decides which sensor gets which firmware image,
+// The downstream sensor relay (docs/relay.md): decides which sensor gets which firmware image,
 // keeps jobs in SQLite so they survive a restart, and drives each job from the sensors'
 // hello/status messages. Bytes never pass through here: the transport plugin serves the
 // sensor-paced pulls itself from the image files the engine hands it.
 //
+// Sensors are hostile until proven otherwise: a job that makes no progress for
+// Limits::job_timeout ends FAILED and frees its slot (Tick()), at most Limits::max_sensors
+// sensors are tracked, and P/state lists at most Limits::max_listed of them plus counts.
+//
 // Threading: owned by the agent's event-loop thread. Every method runs on that thread; plugin
 // threads only post events, which the host hands to OnTransportEvent().
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -18,6 +23,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "relay/job_state.hpp"
+#include "relay/job_store.hpp"
 #include "relay/transport.hpp"
 #include "store/db.hpp"
 
@@ -34,27 +41,23 @@ struct Firmware {
   std::filesystem::path image;               // the verified block in the cache
 };
 
-// Sensor job statuses as reported upstream (P/progress "status", P/state sensors[].job.state).
-// WAITING (held back by max_concurrent) and CANCELLED (superseded) are only visible in P/state.
-inline constexpr const char* kOffered = "OFFERED";
-inline constexpr const char* kDownloading = "DOWNLOADING";
-inline constexpr const char* kDownloaded = "DOWNLOADED";
-inline constexpr const char* kUpdating = "UPDATING";
-inline constexpr const char* kSucceeded = "SUCCEEDED";
-inline constexpr const char* kFailed = "FAILED";
-inline constexpr const char* kNotApplicable = "NOT_APPLICABLE";
-inline constexpr const char* kWaiting = "WAITING";
-inline constexpr const char* kCancelled = "CANCELLED";
+struct Limits {
+  int max_concurrent = 8;                        // relay.max_concurrent
+  std::chrono::seconds job_timeout{300};         // relay.job_timeout_s
+  int max_sensors = 1024;                        // relay.max_sensors
+  int max_listed = 256;                          // sensors listed in P/state
+};
 
 class RelayEngine {
  public:
+  using Clock = std::chrono::steady_clock;
   // A sensor progress event: {"sensor", "model", "status", "progress", "msg", "job", "seq",
   // "version"}; the agent adds id/rev/ts and publishes it on P/progress.
   using Report = std::function<void(const nlohmann::json& progress_event)>;
 
   // Open jobs found in the store are resumed by the first SetFirmware() (offers re-published).
-  RelayEngine(store::Db& db, std::vector<std::unique_ptr<Transport>> transports,
-              int max_concurrent, Report report);
+  RelayEngine(store::Db& db, std::vector<std::unique_ptr<Transport>> transports, Limits limits,
+              Report report);
 
   // The committed revision's sensor firmware, at start and after every commit. Open jobs whose
   // image is no longer in the revision are cancelled; every known sensor is re-evaluated.
@@ -65,16 +68,19 @@ class RelayEngine {
   // Malformed events are logged and dropped.
   void OnTransportEvent(const nlohmann::json& event);
 
-  // P/state "sensors": [{"id", "model", "version", "seq", "job": {...} | null}].
+  // Ends the active jobs with no progress since now - job_timeout (FAILED, slot freed) and
+  // offers the freed slots. The agent calls it every second; costs O(active jobs).
+  void Tick(Clock::time_point now = Clock::now());
+
+  // P/state "sensors": at most max_listed [{"id", "model", "version", "seq", "job": {...} | null}].
   nlohmann::json SensorsJson() const;
+  // P/state "sensor_counts": {"tracked", "listed", "ignored_hellos", "jobs": {"<STATE>": n}}.
+  nlohmann::json CountsJson() const;
 
   // Per-transport counters (frames and bytes served), for tests and diagnostics.
   Expected<nlohmann::json> TransportStats(const std::string& transport);
 
  private:
-  struct Sensor;
-  struct Job;
-
   void OnHello(const std::string& transport, const std::string& id, const nlohmann::json& msg);
   void OnStatus(const std::string& id, const nlohmann::json& msg);
   // Decides what the sensor should get under the current firmware set; creates, reopens or
@@ -82,28 +88,28 @@ class RelayEngine {
   ExpectedVoid Evaluate(const Sensor& sensor);
   // Offers WAITING jobs while fewer than max_concurrent jobs are active.
   ExpectedVoid FillSlots();
-  ExpectedVoid Offer(Job& job);
-  ExpectedVoid Finish(Job& job, const char* state, std::optional<int> result,
+  ExpectedVoid Finish(Job& job, JobState state, std::optional<int> result,
                       const std::string& reason, bool blocked);
+  // Moves job to state and saves it; refuses a move the transition table does not allow.
+  ExpectedVoid Move(Job& job, JobState state);
   ExpectedVoid PushImages();
-  ExpectedVoid SaveJob(const Job& job);
-  void Emit(const Job& job, const std::string& status, int progress, const std::string& msg);
+  void Emit(const Job& job, JobState status, int progress, const std::string& msg);
   Transport* TransportFor(const std::string& sensor);
-
-  Expected<std::optional<Sensor>> LoadSensor(const std::string& id) const;
-  Expected<std::vector<Sensor>> LoadSensors() const;
-  Expected<std::optional<Job>> LoadJob(const std::string& where, const std::string& arg) const;
-  Expected<std::vector<Job>> LoadJobs(const std::string& where) const;
   Expected<int> NextWireId(std::int64_t row);
   static nlohmann::json OfferJson(const Job& job);
 
   store::Db& db_;
+  JobStore store_;
   std::vector<std::unique_ptr<Transport>> transports_;
-  int max_concurrent_;
+  Limits limits_;
   Report report_;
   std::string rev_;
   std::map<std::string, Firmware> firmware_;  // by model
   bool have_firmware_ = false;
+  std::int64_t tracked_ = 0;         // rows in relay_sensors
+  std::uint64_t ignored_hellos_ = 0;  // hellos from sensors beyond max_sensors
+  bool waiting_ = true;               // a WAITING job may exist (FillSlots has work)
+  std::map<std::int64_t, Clock::time_point> progress_at_;  // active job row → last progress
 };
 
 }  // namespace gantry::relay

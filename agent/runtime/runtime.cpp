@@ -18,7 +18,7 @@ void HostLog(void* /*ctx*/, int level, const char* message) {
 }
 void HostPostEvent(void* /*ctx*/, const char* /*event_json*/) {}
 
-const GantryHostV1 kHost = {GANTRY_PLUGIN_ABI_V1, nullptr, HostLog, HostPostEvent, nullptr};
+const GantryHostV1 kHost = {GANTRY_PLUGIN_ABI_V1, nullptr, HostLog, HostPostEvent, nullptr, nullptr};
 
 Expected<State> ParseState(const std::string& s) {
   if (s == "RUNNING") return State::kRunning;

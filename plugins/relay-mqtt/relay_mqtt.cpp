@@ -1,14 +1,23 @@
 // gantry-relay-mqtt.so: the MQTT downstream transport of docs/protocol.md.
 //
-// Options (create()): {"device_id", "root", "mqtt_uri", "version": 4|5, "ca_file",
-// "cert_file", "key_file", "username", "password", "link_rate_bps"}. The host passes
-// relay.mqtt_uri, or the agent's own mqtt.uri (and its TLS settings) when that is null; the
-// plugin then opens a second connection, client id "<device-id>-relay".
+// Options (create()): {"device_id", "root", "mqtt_uri"?, "version": 4|5, "ca_file",
+// "cert_file", "key_file", "username", "password", "link_rate_bps", "max_msgs_per_s"}.
 //
-// Threads: Paho's callback thread parses incoming messages and only posts (hello/status go to
-// the agent through host->post_event; gets go to our queue). One worker thread serves the
-// queued gets from the image files and retries the first connection. call() runs on the
-// host's thread and only publishes or swaps the job table, so it never blocks for long.
+// Connection: without "mqtt_uri" (relay.mqtt_uri null, the default) the plugin shares the
+// host's connection: it subscribes and publishes through GantryHostV1, so a device is one
+// client on the broker. With "mqtt_uri" (a separate sensor broker) it opens a connection of its
+// own, client id "<device-id>-relay", with the broker's certificate and host name verified
+// when TLS is used.
+//
+// Threads: the MQTT callback thread (the host's, or our Paho client's) parses incoming messages
+// and only posts (hello/status go to the agent through host->post_event; gets go to our
+// queue). One worker thread serves the queued gets from the image files and retries the first
+// connection. call() runs on the host's thread and only publishes or swaps the job table, so
+// it never blocks for long.
+//
+// A sensor is hostile until proven otherwise: each gets at most max_msgs_per_s messages
+// handled (hello, status and get together; the rest are dropped unread), and the budget
+// table holds only the sensors heard from in the last second or so.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -23,7 +32,10 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <stdexcept>
+#include <string_view>
 #include <thread>
+#include <unordered_map>
 
 #include <mqtt/async_client.h>
 #include <nlohmann/json.hpp>
@@ -44,6 +56,10 @@ constexpr std::size_t kMaxControlPayload = 4096;  // hello/status/get are small 
 constexpr std::size_t kMaxQueue = 4096;           // queued gets over all links
 constexpr int kMaxPendingPerLink = 2;             // queued gets per sensor; more → Busy
 constexpr int kBusyRetryMs = 100;
+// Budgets idle this long are full again and forgotten, so the table stays as small as the set
+// of sensors sending right now.
+constexpr auto kBudgetIdle = std::chrono::seconds(2);
+constexpr std::size_t kBudgetSweepAt = 4096;
 
 std::optional<std::int64_t> Int(const json& j, const char* key) {
   auto it = j.find(key);
@@ -62,28 +78,30 @@ json ErrorReply(const std::string& code, const std::string& message) {
 }
 
 struct Options {
-  std::string device_id, root = "gantry", uri;
+  std::string device_id, root = "gantry", uri;  // uri empty: share the host's connection
   int version = 5;
   std::string ca_file, cert_file, key_file, username, password;
   std::int64_t link_rate_bps = 0;  // per-sensor payload rate; 0 = unpaced
+  std::int64_t max_msgs_per_s = 50;  // per-sensor messages handled; 0 = unlimited
 
   static std::optional<Options> Parse(const json& j, std::string& error) {
     Options o;
     try {
       o.device_id = j.at("device_id").get<std::string>();
       o.root = j.value("root", o.root);
-      o.uri = j.at("mqtt_uri").get<std::string>();
-      o.version = j.value("version", 5);
       auto str = [&](const char* k) {
         auto it = j.find(k);
         return it == j.end() || it->is_null() ? std::string() : it->get<std::string>();
       };
+      o.uri = str("mqtt_uri");
+      o.version = j.value("version", 5);
       o.ca_file = str("ca_file");
       o.cert_file = str("cert_file");
       o.key_file = str("key_file");
       o.username = str("username");
       o.password = str("password");
       o.link_rate_bps = j.value("link_rate_bps", std::int64_t{0});
+      o.max_msgs_per_s = j.value("max_msgs_per_s", o.max_msgs_per_s);
     } catch (const json::exception& e) {
       error = std::string("relay-mqtt options: ") + e.what();
       return std::nullopt;
@@ -93,6 +111,7 @@ struct Options {
       error = "relay-mqtt options: bad root";
     else if (o.version != 4 && o.version != 5) error = "relay-mqtt options: version must be 4 or 5";
     else if (o.link_rate_bps < 0) error = "relay-mqtt options: link_rate_bps must be >= 0";
+    else if (o.max_msgs_per_s < 0) error = "relay-mqtt options: max_msgs_per_s must be >= 0";
     return error.empty() ? std::optional<Options>(o) : std::nullopt;
   }
 };
@@ -122,17 +141,31 @@ struct FdCloser {
   }
 };
 
+// A message as both connections deliver it; views into the caller's buffers.
+struct Incoming {
+  std::string_view topic, payload, response_topic, correlation;
+};
+
 class Relay {
  public:
   Relay(const GantryHostV1* host, Options options)
       : host_(host), opt_(std::move(options)), base_(opt_.root + "/" + opt_.device_id + "/sensors/") {
+    if (opt_.uri.empty()) {
+      // Shared: the host subscribes on its connection and hands us the messages.
+      for (const char* leaf : {"+/hello", "+/status", "+/get"}) {
+        if (host_->subscribe(host_->ctx, (base_ + leaf).c_str(), &Relay::OnHostMessage, this) != 0)
+          throw std::runtime_error("the host refused the subscription to " + base_ + leaf);
+      }
+      worker_ = std::thread([this] { Work(); });
+      return;
+    }
     mqtt::create_options copts(opt_.version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
     // Offers and commands published while the broker is away go out on reconnect.
     copts.set_send_while_disconnected(true, true);
     copts.set_max_buffered_messages(100000);
     client_ = std::make_unique<mqtt::async_client>(opt_.uri, opt_.device_id + "-relay", copts);
     client_->set_connected_handler([this](const std::string&) { OnConnected(); });
-    client_->set_message_callback([this](mqtt::const_message_ptr m) { OnMessage(m); });
+    client_->set_message_callback([this](mqtt::const_message_ptr m) { OnPahoMessage(m); });
     worker_ = std::thread([this] { Work(); });
     Connect();
   }
@@ -144,6 +177,7 @@ class Relay {
     }
     cv_.notify_all();
     worker_.join();
+    if (!client_) return;
     try {
       client_->disconnect()->wait_for(std::chrono::seconds(2));
     } catch (const mqtt::exception&) {
@@ -168,12 +202,15 @@ class Relay {
         json jobs = json::object();
         for (auto& [id, bytes] : job_bytes_) jobs[std::to_string(id)] = bytes;
         return {{"ok", true}, {"frames", frames_}, {"bytes", bytes_}, {"errors", errors_},
-                {"connected", client_->is_connected()}, {"jobs", jobs}};
+                {"dropped", dropped_.load()}, {"shared", client_ == nullptr},
+                {"connected", client_ ? client_->is_connected() : true}, {"jobs", jobs}};
       }
       return ErrorReply("unknown_op", "relay-mqtt has no operation " + op);
     } catch (const json::exception& e) {
       return ErrorReply("bad_request", std::string(op) + ": " + e.what());
     } catch (const mqtt::exception& e) {
+      return ErrorReply("mqtt", std::string(op) + ": " + e.what());
+    } catch (const std::runtime_error& e) {
       return ErrorReply("mqtt", std::string(op) + ": " + e.what());
     }
   }
@@ -191,10 +228,13 @@ class Relay {
     if (opt_.version == 5) b.clean_start(true); else b.clean_session(true);
     if (!opt_.username.empty()) b.user_name(opt_.username).password(opt_.password);
     if (!opt_.ca_file.empty() || !opt_.cert_file.empty()) {
+      // The sensor broker's certificate must chain to the CA and name the host we dialled.
       mqtt::ssl_options ssl;
       if (!opt_.ca_file.empty()) ssl.set_trust_store(opt_.ca_file);
       if (!opt_.cert_file.empty()) ssl.set_key_store(opt_.cert_file);
       if (!opt_.key_file.empty()) ssl.set_private_key(opt_.key_file);
+      ssl.set_enable_server_cert_auth(true);
+      ssl.set_verify(true);
       b.ssl(std::move(ssl));
     }
     try {
@@ -237,52 +277,92 @@ class Relay {
     }
   }
 
-  void OnMessage(const mqtt::const_message_ptr& m) {
-    const std::string& topic = m->get_topic();
-    if (topic.compare(0, base_.size(), base_) != 0) return;
+  static void OnHostMessage(void* arg, const GantryMqttMessage* m) {
+    if (!m || !m->topic) return;
+    Incoming in{m->topic,
+                {static_cast<const char*>(m->payload), m->payload ? m->payload_len : 0},
+                m->response_topic ? m->response_topic : "",
+                {static_cast<const char*>(m->correlation), m->correlation ? m->correlation_len : 0}};
+    static_cast<Relay*>(arg)->OnMessage(in);
+  }
+
+  void OnPahoMessage(const mqtt::const_message_ptr& m) {
+    std::string response_topic, correlation;
+    const auto& props = m->get_properties();
+    try {
+      if (props.contains(mqtt::property::RESPONSE_TOPIC))
+        response_topic = mqtt::get<std::string>(props, mqtt::property::RESPONSE_TOPIC);
+      if (props.contains(mqtt::property::CORRELATION_DATA))
+        correlation = mqtt::get<mqtt::binary>(props, mqtt::property::CORRELATION_DATA);
+    } catch (const std::exception&) {
+      response_topic.clear();
+    }
+    OnMessage({m->get_topic(), m->get_payload_ref().str(), response_topic, correlation});
+  }
+
+  void OnMessage(const Incoming& m) {
+    std::string_view topic = m.topic;
+    if (topic.substr(0, base_.size()) != base_) return;
     auto rest = topic.substr(base_.size());
     auto slash = rest.find('/');
-    if (slash == std::string::npos) return;
-    std::string sensor = rest.substr(0, slash), leaf = rest.substr(slash + 1);
+    if (slash == std::string_view::npos) return;
+    std::string sensor(rest.substr(0, slash));
+    std::string_view leaf = rest.substr(slash + 1);
     if (!IsSafeName(sensor)) {
-      Log(GANTRY_LOG_WARN, "dropping a message from a badly named sensor on " + topic);
+      Log(GANTRY_LOG_WARN, "dropping a message from a badly named sensor on " + std::string(topic));
       return;
     }
-    const std::string& payload = m->get_payload_ref().str();
-    if (payload.empty()) return;  // a cleared retained message
-    if (payload.size() > kMaxControlPayload) {
-      Log(GANTRY_LOG_WARN, "dropping an oversized message on " + topic);
+    if (m.payload.empty()) return;  // a cleared retained message
+    if (!Admit(sensor)) return;
+    if (m.payload.size() > kMaxControlPayload) {
+      Log(GANTRY_LOG_WARN, "dropping an oversized message on " + std::string(topic));
       return;
     }
-    auto msg = json::parse(payload, nullptr, false);
+    auto msg = json::parse(m.payload, nullptr, false);
     if (msg.is_discarded() || !msg.is_object()) {
-      Log(GANTRY_LOG_WARN, "dropping malformed JSON on " + topic);
+      Log(GANTRY_LOG_WARN, "dropping malformed JSON on " + std::string(topic));
       return;
     }
     if (leaf == "hello" || leaf == "status") {
-      json event = {{"type", "relay." + leaf}, {"transport", "mqtt"}, {"sensor", sensor},
+      json event = {{"type", "relay." + std::string(leaf)}, {"transport", "mqtt"}, {"sensor", sensor},
                     {"msg", msg}};
       host_->post_event(host_->ctx, event.dump().c_str());
     } else if (leaf == "get") {
-      OnGet(sensor, msg, m->get_properties());
+      OnGet(sensor, msg, m);
     }
   }
 
-  void OnGet(const std::string& sensor, const json& msg, const mqtt::properties& props) {
+  // The sensor's message budget: a token bucket of max_msgs_per_s with one second of burst.
+  // Over budget, the message is dropped unread (answering it would be work for the flooder).
+  bool Admit(const std::string& sensor) {
+    if (opt_.max_msgs_per_s <= 0) return true;
+    std::lock_guard lock(budget_mu_);
+    auto now = Clock::now();
+    if (budgets_.size() >= kBudgetSweepAt) {
+      for (auto it = budgets_.begin(); it != budgets_.end();)
+        it = now - it->second.last > kBudgetIdle ? budgets_.erase(it) : std::next(it);
+    }
+    double rate = static_cast<double>(opt_.max_msgs_per_s);
+    auto [it, fresh] = budgets_.try_emplace(sensor, Bucket{rate, now});
+    auto& b = it->second;
+    if (!fresh)
+      b.tokens = std::min(rate, b.tokens + rate * std::chrono::duration<double>(now - b.last).count());
+    b.last = now;
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return true;
+    }
+    ++dropped_;
+    return false;
+  }
+
+  void OnGet(const std::string& sensor, const json& msg, const Incoming& m) {
     auto job = Int(msg, "job"), off = Int(msg, "off"), len = Int(msg, "len"), n = Int(msg, "n");
     if (!job || !off || !len || !n) {
       Log(GANTRY_LOG_WARN, "dropping a get from " + sensor + " without integer job/off/len/n");
       return;
     }
-    Get g{sensor, *job, *off, *len, *n, "", ""};
-    try {
-      if (props.contains(mqtt::property::RESPONSE_TOPIC))
-        g.response_topic = mqtt::get<std::string>(props, mqtt::property::RESPONSE_TOPIC);
-      if (props.contains(mqtt::property::CORRELATION_DATA))
-        g.correlation = mqtt::get<mqtt::binary>(props, mqtt::property::CORRELATION_DATA);
-    } catch (const std::exception&) {
-      g.response_topic.clear();
-    }
+    Get g{sensor, *job, *off, *len, *n, std::string(m.response_topic), std::string(m.correlation)};
     // A sensor may direct frames anywhere but at the agent's or another sensor's topics.
     if (!g.response_topic.empty() &&
         (g.response_topic.find_first_of("+#") != std::string::npos ||
@@ -431,6 +511,13 @@ class Relay {
   // QoS 0 data goes out only while connected: a frame queued for later would be stale.
   bool PublishData(const std::string& topic, const std::string& payload,
                    const std::string& correlation) {
+    if (!client_) {
+      bool props = !correlation.empty() && opt_.version == 5;
+      GantryMqttMessage m{topic.c_str(), payload.data(), static_cast<std::uint32_t>(payload.size()),
+                          0, 0, nullptr, props ? correlation.data() : nullptr,
+                          props ? static_cast<std::uint32_t>(correlation.size()) : 0};
+      return host_->publish(host_->ctx, &m) == 0;
+    }
     if (!client_->is_connected()) return false;
     try {
       auto msg = mqtt::make_message(topic, payload, 0, false);
@@ -448,6 +535,13 @@ class Relay {
   }
 
   void Publish(const std::string& topic, const std::string& payload, int qos, bool retain) {
+    if (!client_) {
+      GantryMqttMessage m{topic.c_str(), payload.data(), static_cast<std::uint32_t>(payload.size()),
+                          qos, retain ? 1 : 0, nullptr, nullptr, 0};
+      if (host_->publish(host_->ctx, &m) != 0)
+        throw std::runtime_error("the host did not take the message for " + topic);
+      return;
+    }
     client_->publish(topic, payload.data(), payload.size(), qos, retain);
   }
 
@@ -466,6 +560,9 @@ class Relay {
   std::map<std::uint16_t, Job> jobs_;
   std::map<std::string, Bucket> buckets_;
   std::uint64_t frames_ = 0, bytes_ = 0, errors_ = 0;
+  std::mutex budget_mu_;  // the MQTT callback thread's; apart from mu_, which the worker holds
+  std::unordered_map<std::string, Bucket> budgets_;
+  std::atomic<std::uint64_t> dropped_{0};
   std::map<std::uint16_t, std::uint64_t> job_bytes_;
   std::map<std::string, std::unique_ptr<int, FdCloser>> files_;  // worker thread only
   std::thread worker_;
@@ -483,6 +580,8 @@ void* Create(const GantryHostV1* host, const char* config_json, char** error) {
   std::string why;
   auto options = Options::Parse(config, why);
   if (!options) return fail(why);
+  if (options->uri.empty() && (!host->publish || !host->subscribe))
+    return fail("relay-mqtt: no mqtt_uri and the host has no connection to share");
   try {
     return new Relay(host, std::move(*options));
   } catch (const std::exception& e) {

@@ -58,7 +58,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::abort();
   std::vector<std::unique_ptr<gantry::relay::Transport>> transports;
   transports.push_back(std::make_unique<AcceptingTransport>());
-  gantry::relay::RelayEngine engine(db, std::move(transports), 2, [](const json& event) {
+  gantry::relay::RelayEngine engine(db, std::move(transports), gantry::relay::Limits{2}, [](const json& event) {
     if (!event.is_object()) std::abort();
     (void)event.dump();  // published upstream as is
   });

@@ -56,12 +56,15 @@ class RelayHost {
     std::filesystem::path data_dir;
     std::string device_id = "gw-0001";
     int max_concurrent = 8;
+    std::chrono::seconds job_timeout{300};
+    int max_sensors = 1024;
+    std::int64_t max_msgs_per_s = 0;  // 0: unlimited
     std::int64_t link_rate_bps = 0;
     std::optional<int> coap_port;  // also load relay-coap
   };
 
   explicit RelayHost(Options o) : opt_(std::move(o)) {
-    host_ = {GANTRY_PLUGIN_ABI_V1, this, &RelayHost::HostLog, &RelayHost::HostPost, nullptr};
+    host_ = {GANTRY_PLUGIN_ABI_V1, this, &RelayHost::HostLog, &RelayHost::HostPost, nullptr, nullptr};
     auto db = store::Db::Open(opt_.data_dir / "gantry.db");
     if (!db) throw std::runtime_error(db.error().String());
     db_ = std::make_unique<store::Db>(std::move(*db));
@@ -71,7 +74,8 @@ class RelayHost {
                                        {{"device_id", opt_.device_id},
                                         {"root", "gantry"},
                                         {"mqtt_uri", opt_.broker_uri},
-                                        {"link_rate_bps", opt_.link_rate_bps}},
+                                        {"link_rate_bps", opt_.link_rate_bps},
+                                        {"max_msgs_per_s", opt_.max_msgs_per_s}},
                                        &host_);
     if (!mqtt) throw std::runtime_error(mqtt.error().String());
     transports.push_back(std::move(*mqtt));
@@ -81,7 +85,11 @@ class RelayHost {
       if (!coap) throw std::runtime_error(coap.error().String());
       transports.push_back(std::move(*coap));
     }
-    engine_ = std::make_unique<relay::RelayEngine>(*db_, std::move(transports), opt_.max_concurrent,
+    relay::Limits limits;
+    limits.max_concurrent = opt_.max_concurrent;
+    limits.job_timeout = opt_.job_timeout;
+    limits.max_sensors = opt_.max_sensors;
+    engine_ = std::make_unique<relay::RelayEngine>(*db_, std::move(transports), limits,
                                                    [this](const json& e) {
                                                      events.push_back(e);
                                                      by_status_[e["status"]].insert(
@@ -102,6 +110,7 @@ class RelayHost {
     auto end = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < end) {
       if (loop_.RunUntil(pred, std::chrono::milliseconds(50))) return true;
+      engine_->Tick();  // gantryd ticks once a second
     }
     return pred();
   }

@@ -367,3 +367,56 @@ TEST_F(RelaySystem, CoapClientPullsAnImageBlockwiseAndResumesFromABlock) {
   std::tie(rc, out) = Sh("coap-client-notls -B 5 " + uri);
   EXPECT_NE(out.find("4.04"), std::string::npos) << out;
 }
+
+TEST_F(RelaySystem, ASensorFloodingGetsIsServedAtItsBudgetWhileAnotherProgresses) {
+  RelayHost::Options o;
+  o.broker_uri = broker_.uri();
+  o.data_dir = data_.path();
+  o.max_msgs_per_s = 50;
+  auto host = std::make_unique<RelayHost>(o);
+  auto fw = MakeFirmware(images_.path(), "th-sensor", 5, 16 * 1024);
+  ASSERT_TRUE(host->engine().SetFirmware("r1", {fw}));
+  // The flooder says hello like a sensor and is offered a job.
+  Probe flooder(broker_.uri());
+  flooder.Subscribe(kBase + "flood-1/data", 0);
+  json hello = {{"model", "th-sensor"}, {"version", "1"}, {"seq", 1}, {"slot", 1 << 20},
+                {"max_chunk", 256}, {"window", 1}, {"state", 0}, {"result", 0}};
+  flooder.Publish(kBase + "flood-1/hello", hello.dump(), 1, true);
+  ASSERT_TRUE(host->RunUntil([&] { return host->SensorsWithStatus("OFFERED").count("flood-1") > 0; }, 20s));
+  std::int64_t job = 0;
+  for (auto& e : host->EventsOf("flood-1"))
+    if (e["status"] == "OFFERED") job = e["job"];
+  // 10,000 gets as fast as the client sends them, from another thread, while a well-behaved
+  // sensor updates.
+  std::atomic<bool> sent{false};
+  auto start = std::chrono::steady_clock::now();
+  std::thread flood([&] {
+    ::mqtt::async_client c(broker_.uri(), "flooder-gets", ::mqtt::create_options(MQTTVERSION_5));
+    c.connect(::mqtt::connect_options_builder().mqtt_version(MQTTVERSION_5).clean_start(true).finalize())->wait();
+    std::string get = json({{"job", job}, {"off", 0}, {"len", 256}, {"n", 1}}).dump();
+    for (int i = 0; i < 10000; ++i) {
+      auto tok = c.publish(kBase + "flood-1/get", get.data(), get.size(), 0, false);
+      if (i % 20 == 19) tok->wait();
+    }
+    c.disconnect()->wait();
+    sent = true;
+  });
+  auto sim = StartSim({"--model", "th-sensor", "--seq", "1", "--count", "1", "--first", "2",
+                       "--max-chunk", "256", "--exit-when-done", "--quiet"}, "good");
+  bool good_done = host->RunUntil([&] { return host->SensorsWithStatus("SUCCEEDED").count(SensorId(2)) > 0; }, 60s);
+  host->RunUntil([&] { return sent.load(); }, 60s);
+  flood.join();
+  auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  host->RunUntil([] { return false; }, 1s);  // frames in flight arrive
+  int frames = 0;
+  while (flooder.Next(200ms)) ++frames;
+  auto stats = host->Stats();
+  std::printf("[relay-get-flood] gets=10000 seconds=%.1f frames_to_flooder=%d dropped=%s budget=50/s\n",
+              seconds, frames, stats["dropped"].dump().c_str());
+  EXPECT_TRUE(good_done) << SimLog("good");
+  // Served at its budget: one second of burst plus 50 a second, never the 10,000 it asked for.
+  EXPECT_LE(frames, static_cast<int>(50 * (seconds + 2)));
+  EXPECT_GT(frames, 0);
+  EXPECT_GE(stats["dropped"].get<std::int64_t>(), 10000 - static_cast<std::int64_t>(50 * (seconds + 2)));
+  EXPECT_EQ(sim.Wait(20s), 0);
+}

@@ -73,6 +73,9 @@ TEST(Config, MinimalGetsEveryDefault) {
   EXPECT_FALSE(c->relay.mqtt_uri);
   EXPECT_EQ(c->relay.coap_port, 5683);
   EXPECT_EQ(c->relay.max_concurrent, 8);
+  EXPECT_EQ(c->relay.job_timeout_s, 300);
+  EXPECT_EQ(c->relay.max_sensors, 1024);
+  EXPECT_EQ(c->relay.max_msgs_per_s, 50);
 }
 
 TEST(Config, EveryKeySetIsRead) {
@@ -86,7 +89,8 @@ TEST(Config, EveryKeySetIsRead) {
     "runtime": {"allow_lxc_keys": ["lxc.cap.keep", "lxc.hook.*"]},
     "cache": {"quota_bytes": 18446744073709551615},
     "relay": {"transports": ["coap", "mqtt"], "mqtt_uri": "ws://[::1]:9001/mqtt",
-              "coap_port": 1, "max_concurrent": 1024}})");
+              "coap_port": 1, "max_concurrent": 1024, "job_timeout_s": 7, "max_sensors": 3,
+              "max_msgs_per_s": 100000}})");
   ASSERT_TRUE(c) << c.error().String();
   EXPECT_EQ(c->groups, (std::vector<std::string>{"lab", "EU-West_1.a"}));
   EXPECT_EQ(c->mqtt.root, "fleet/eu");
@@ -107,6 +111,9 @@ TEST(Config, EveryKeySetIsRead) {
   EXPECT_EQ(c->relay.mqtt_uri.value_or(""), "ws://[::1]:9001/mqtt");
   EXPECT_EQ(c->relay.coap_port, 1);
   EXPECT_EQ(c->relay.max_concurrent, 1024);
+  EXPECT_EQ(c->relay.job_timeout_s, 7);
+  EXPECT_EQ(c->relay.max_sensors, 3);
+  EXPECT_EQ(c->relay.max_msgs_per_s, 100000);
 }
 
 TEST(Config, NullOptionalStringsAndEmptyListsAreAllowed) {
@@ -246,6 +253,9 @@ TEST(Config, BadValuesAreNamedWithTheirRule) {
       {"/relay/coap_port", 65536, "relay.coap_port: must be an integer from 1 to 65535"},
       {"/relay/max_concurrent", 0, "relay.max_concurrent: must be an integer from 1 to 1024"},
       {"/relay/max_concurrent", 1025, "relay.max_concurrent: must be an integer from 1 to 1024"},
+      {"/relay/job_timeout_s", 0, "relay.job_timeout_s: must be an integer from 1 to 86400"},
+      {"/relay/max_sensors", 65536, "relay.max_sensors: must be an integer from 1 to 65535"},
+      {"/relay/max_msgs_per_s", 0, "relay.max_msgs_per_s: must be an integer from 1 to 100000"},
   };
   for (auto& bc : cases)
     EXPECT_EQ(ErrorOf(With(bc.pointer, bc.value)), bc.message)
@@ -329,11 +339,14 @@ TEST(Config, ShippedExamplesParse) {
   EXPECT_EQ(full->relay.mqtt_uri, minimal->relay.mqtt_uri);
   EXPECT_EQ(full->relay.coap_port, minimal->relay.coap_port);
   EXPECT_EQ(full->relay.max_concurrent, minimal->relay.max_concurrent);
+  EXPECT_EQ(full->relay.job_timeout_s, minimal->relay.job_timeout_s);
+  EXPECT_EQ(full->relay.max_sensors, minimal->relay.max_sensors);
+  EXPECT_EQ(full->relay.max_msgs_per_s, minimal->relay.max_msgs_per_s);
   for (auto section : {"mqtt", "trust", "update", "runtime", "cache", "relay"})
     EXPECT_TRUE(defaults.contains(section)) << "gantryd.json lacks " << section;
   EXPECT_EQ(defaults["mqtt"].size(), 8u) << "gantryd.json must list every mqtt key";
   EXPECT_EQ(defaults["update"].size(), 4u);
-  EXPECT_EQ(defaults["relay"].size(), 4u);
+  EXPECT_EQ(defaults["relay"].size(), 7u);
 }
 
 TEST(Config, OverridesReplaceKeysAndAreCheckedLikeThem) {

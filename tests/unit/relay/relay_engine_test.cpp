@@ -76,7 +76,7 @@ json Status(const std::string& id, std::int64_t job, int state, int result, std:
 class RelayEngineTest : public ::testing::Test {
  protected:
   void SetUp() override { Open(); }
-  void Open(int max_concurrent = 8) {
+  void Open(int max_concurrent = 8, Limits limits = {}) {
     engine_.reset();
     db_.reset();
     auto db = store::Db::Open(dir_.path() / "g.db");
@@ -84,7 +84,8 @@ class RelayEngineTest : public ::testing::Test {
     db_ = std::make_unique<store::Db>(std::move(*db));
     std::vector<std::unique_ptr<Transport>> t;
     t.push_back(std::make_unique<FakeTransport>(log_));
-    engine_ = std::make_unique<RelayEngine>(*db_, std::move(t), max_concurrent,
+    limits.max_concurrent = max_concurrent;
+    engine_ = std::make_unique<RelayEngine>(*db_, std::move(t), limits,
                                             [this](const json& e) { events_.push_back(e); });
   }
   std::vector<std::string> StatusesOf(const std::string& sensor) {
@@ -233,4 +234,73 @@ TEST_F(RelayEngineTest, MalformedEventsAndStaleStatusesHarmNoJob) {
   engine_->OnTransportEvent(Status("s2", job, 0, 5));      // not its sensor
   EXPECT_EQ(StatusesOf("s1"), std::vector<std::string>{"OFFERED"});
   EXPECT_EQ(engine_->SensorsJson()[0]["job"]["state"], "OFFERED");
+}
+
+TEST(RelayJobState, TransitionTableAllowsTheJobLifeAndNothingBackwards) {
+  using S = JobState;
+  EXPECT_TRUE(CanMove(S::kWaiting, S::kOffered));
+  EXPECT_TRUE(CanMove(S::kOffered, S::kDownloading));
+  EXPECT_TRUE(CanMove(S::kDownloading, S::kDownloaded));
+  EXPECT_TRUE(CanMove(S::kDownloaded, S::kUpdating));
+  EXPECT_TRUE(CanMove(S::kUpdating, S::kSucceeded));
+  EXPECT_TRUE(CanMove(S::kOffered, S::kFailed));  // a time-out
+  EXPECT_FALSE(CanMove(S::kUpdating, S::kDownloading));
+  EXPECT_FALSE(CanMove(S::kWaiting, S::kSucceeded));
+  EXPECT_FALSE(CanMove(S::kSucceeded, S::kOffered));
+  EXPECT_TRUE(CanMove(S::kFailed, S::kWaiting));  // offered again after a failure
+  for (auto s : {S::kWaiting, S::kOffered, S::kDownloading, S::kDownloaded, S::kUpdating,
+                 S::kSucceeded, S::kFailed, S::kNotApplicable, S::kCancelled})
+    EXPECT_EQ(JobStateFromName(JobStateName(s)), s);
+  EXPECT_FALSE(JobStateFromName("offered"));
+}
+
+TEST_F(RelayEngineTest, SilentJobsTimeOutFreeTheirSlotsAndTheNextSensorIsOffered) {
+  Limits limits;
+  limits.job_timeout = std::chrono::seconds(10);
+  Open(2, limits);
+  ASSERT_TRUE(engine_->SetFirmware("r1", {Fw("th", kShaA, 7)}));
+  for (auto id : {"s1", "s2", "s3"}) engine_->OnTransportEvent(Hello(id, "th", 3));
+  ASSERT_EQ(log_.offers.size(), 2u);
+  auto start = RelayEngine::Clock::now();
+  engine_->Tick(start + std::chrono::seconds(5));
+  EXPECT_EQ(log_.offers.size(), 2u) << "no time-out before job_timeout";
+  // Progress (a higher offset) restarts s2's clock; a repeated offset would not.
+  engine_->OnTransportEvent(Status("s2", static_cast<int>(JobOf("s2")), 1, 0, 100));
+  engine_->Tick(start + std::chrono::seconds(9));
+  EXPECT_EQ(log_.offers.size(), 2u);
+  engine_->Tick(start + std::chrono::seconds(11) + std::chrono::milliseconds(500));
+  EXPECT_EQ(StatusesOf("s1").back(), "FAILED");
+  EXPECT_EQ(log_.cleared.front(), "s1");
+  EXPECT_EQ(log_.cmds.front().first, "s1");
+  EXPECT_EQ(log_.cmds.front().second["op"], "cancel");
+  // The freed slot went to the waiting sensor.
+  ASSERT_GE(log_.offers.size(), 3u);
+  EXPECT_EQ(log_.offers[2].first, "s3");
+  for (auto& e : events_)
+    if (e["sensor"] == "s1" && e["status"] == "FAILED")
+      EXPECT_NE(e["msg"].get<std::string>().find("no progress for 10 s"), std::string::npos) << e.dump();
+}
+
+TEST_F(RelayEngineTest, HellosBeyondMaxSensorsAreCountedNotStoredAndStateIsBounded) {
+  Limits limits;
+  limits.max_sensors = 5;
+  limits.max_listed = 3;
+  Open(8, limits);
+  ASSERT_TRUE(engine_->SetFirmware("r1", {Fw("th", kShaA, 7)}));
+  for (int i = 0; i < 20; ++i) engine_->OnTransportEvent(Hello("s" + std::to_string(i), "zz", 1));
+  engine_->OnTransportEvent(Hello("s0", "zz", 2));  // a known sensor is still heard
+  auto counts = engine_->CountsJson();
+  EXPECT_EQ(counts["tracked"], 5);
+  EXPECT_EQ(counts["listed"], 3);
+  EXPECT_EQ(counts["ignored_hellos"], 15);
+  EXPECT_EQ(counts["jobs"]["NOT_APPLICABLE"], 5);
+  auto sensors = engine_->SensorsJson();
+  ASSERT_EQ(sensors.size(), 3u);
+  EXPECT_EQ(sensors[0]["id"], "s0");
+  EXPECT_EQ(sensors[0]["seq"], 2);
+  // The limit holds across a restart (counted from the store).
+  Open(8, limits);
+  engine_->OnTransportEvent(Hello("new", "zz", 1));
+  EXPECT_EQ(engine_->CountsJson()["tracked"], 5);
+  EXPECT_EQ(engine_->CountsJson()["ignored_hellos"], 1);
 }
