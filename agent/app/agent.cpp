@@ -246,6 +246,14 @@ int Main(int argc, char** argv) {
       [&] { loop.Post([&] { dispatcher.OnConnected(); }); },
       [&](const std::string&) { loop.Post([&] { outbox.OnLost(); }); },
       [&](mqtt::Message m) { loop.Post([&, m = std::move(m)] { dispatcher.OnMessage(m); }); },
+      // Retrying cannot help: a configuration error like a bad key (exit 2, not restarted).
+      [&](const std::string& reason) {
+        loop.Post([&loop, &exit_code, reason] {
+          log::Error(kLog, "mqtt.version: " + reason);
+          exit_code = 2;
+          loop.Stop();
+        });
+      },
   });
 
   // systemd: READY once the loop runs; the watchdog is fed from the loop itself, so a stuck
