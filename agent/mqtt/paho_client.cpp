@@ -150,7 +150,10 @@ class PahoClient final : public Client {
         log::Warn(kLog, "cannot connect to " + ServerList() + ": " + e.what());
       }
       if (ok) return;  // from here on Paho's automatic reconnect takes over
+      // A broker that only came up meanwhile would pass the probe too: MQTT 5 must fail again
+      // after 3.1.1 succeeded before this is called a refusal.
       if (options_.version == 5 && Accepts311()) {
+        if (Connects(opts)) return;
         // RabbitMQ's MQTT plugin (and other 3.1.1-only brokers) close the connection on an MQTT 5
         // CONNECT without a CONNACK, which Paho reports as a bare TCP failure; this says why.
         std::string why = "the broker at " + ServerList() +
@@ -172,6 +175,14 @@ class PahoClient final : public Client {
     std::string out;
     for (const auto& s : options_.servers) out += (out.empty() ? "" : ", ") + s;
     return out;
+  }
+
+  bool Connects(const ::mqtt::connect_options& opts) {
+    try {
+      return client_.connect(opts)->wait_for(std::chrono::seconds(30)) || client_.is_connected();
+    } catch (const ::mqtt::exception&) {
+      return false;
+    }
   }
 
   // After a failed MQTT 5 connect: would the same broker take MQTT 3.1.1? A throwaway clean
