@@ -249,6 +249,14 @@ int Main(int argc, char** argv) {
         if (relay_host.Route(m)) return;  // sensor traffic, handled on this thread by the plugin
         loop.Post([&, m = std::move(m)] { dispatcher.OnMessage(m); });
       },
+      // Retrying cannot help: a configuration error like a bad key (exit 2, not restarted).
+      [&](const std::string& reason) {
+        loop.Post([&loop, &exit_code, reason] {
+          log::Error(kLog, "mqtt.version: " + reason);
+          exit_code = 2;
+          loop.Stop();
+        });
+      },
   });
 
   // systemd: READY once the loop runs; the watchdog is fed from the loop itself, so a stuck

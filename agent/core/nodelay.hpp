@@ -4,16 +4,18 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace gantry {
 
 // Paho C 1.3 leaves Nagle's algorithm on and offers no hook to the socket: each frame after the
 // first of a window then waits for the broker's delayed ACK (~40 ms). Switch it off on every TCP
-// socket of this process that talks to the broker's port.
-inline void DisableNagle(int broker_port) {
+// socket of this process that talks to one of the brokers' ports (a cluster's nodes).
+inline void DisableNagle(const std::vector<int>& broker_ports) {
   std::error_code ec;
   for (auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
     int fd = std::atoi(entry.path().filename().c_str());
@@ -25,11 +27,13 @@ inline void DisableNagle(int broker_port) {
                    : peer.ss_family == AF_INET6
                          ? ntohs(reinterpret_cast<sockaddr_in6*>(&peer)->sin6_port)
                          : -1;
-    if (port != broker_port) continue;
+    if (std::find(broker_ports.begin(), broker_ports.end(), port) == broker_ports.end()) continue;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
 }
+
+inline void DisableNagle(int broker_port) { DisableNagle(std::vector<int>{broker_port}); }
 
 // The port of tcp://host:port, ssl://[v6]:port ...; the scheme's default when absent.
 inline int BrokerPort(const std::string& uri) {

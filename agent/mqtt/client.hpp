@@ -42,6 +42,10 @@ class Client {
     std::function<void()> on_ready;  // connected and every subscription acknowledged
     std::function<void(const std::string& cause)> on_lost;
     std::function<void(Message)> on_message;
+    // The first connect failed on MQTT 5 and the broker accepts 3.1.1 (e.g. RabbitMQ): a
+    // configuration error, with the reason. When set, the client stops trying; when not, it
+    // logs the reason on every failed attempt and keeps trying.
+    std::function<void(const std::string& reason)> on_refused_version;
   };
   virtual ~Client() = default;
   // Connects in the background and keeps reconnecting with backoff, forever.

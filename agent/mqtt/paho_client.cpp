@@ -96,15 +96,18 @@ class PahoClient final : public Client {
   }
 
  private:
-  ::mqtt::connect_options BuildConnectOptions() {
+  ::mqtt::connect_options BuildConnectOptions() const { return BuildConnectOptions(options_, true); }
+
+  static ::mqtt::connect_options BuildConnectOptions(const Options& options_, bool reconnect) {
     auto b = ::mqtt::connect_options_builder();
     b.mqtt_version(options_.version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
     b.keep_alive_interval(std::chrono::seconds(options_.keepalive_s));
     // Paho walks the list on every connect and automatic reconnect: fail-over to the next node.
     if (options_.servers.size() > 1) b.servers(::mqtt::string_collection::create(options_.servers));
     // Paho's reconnect intervals are whole seconds; 1 s is its floor.
-    b.automatic_reconnect(std::chrono::seconds(1),
-                          std::chrono::duration_cast<std::chrono::seconds>(options_.reconnect_max));
+    if (reconnect)
+      b.automatic_reconnect(std::chrono::seconds(1),
+                            std::chrono::duration_cast<std::chrono::seconds>(options_.reconnect_max));
     if (options_.version == 5) {
       b.clean_start(options_.clean_session);
       if (!options_.clean_session)
@@ -144,11 +147,59 @@ class PahoClient final : public Client {
         auto tok = client_.connect(opts);
         ok = tok->wait_for(std::chrono::seconds(30));
       } catch (const ::mqtt::exception& e) {
-        log::Warn(kLog, "cannot connect to " + options_.uri + ": " + e.what());
+        log::Warn(kLog, "cannot connect to " + ServerList() + ": " + e.what());
       }
       if (ok) return;  // from here on Paho's automatic reconnect takes over
+      // A broker that only came up meanwhile would pass the probe too: MQTT 5 must fail again
+      // after 3.1.1 succeeded before this is called a refusal.
+      if (options_.version == 5 && Accepts311()) {
+        if (Connects(opts)) return;
+        // RabbitMQ's MQTT plugin (and other 3.1.1-only brokers) close the connection on an MQTT 5
+        // CONNECT without a CONNACK, which Paho reports as a bare TCP failure; this says why.
+        std::string why = "the broker at " + ServerList() +
+                          " refused MQTT 5 and accepts MQTT 3.1.1 (RabbitMQ's MQTT plugin speaks only 3.1.1): "
+                          "set mqtt.version to 4";
+        if (handlers_.on_refused_version) {
+          handlers_.on_refused_version(why);
+          return;
+        }
+        log::Error(kLog, why);
+      }
       std::unique_lock lock(mutex_);
       cv_.wait_for(lock, backoff.Next(), [this] { return !running_; });
+    }
+  }
+
+  std::string ServerList() const {
+    if (options_.servers.size() <= 1) return options_.uri;
+    std::string out;
+    for (const auto& s : options_.servers) out += (out.empty() ? "" : ", ") + s;
+    return out;
+  }
+
+  bool Connects(const ::mqtt::connect_options& opts) {
+    try {
+      return client_.connect(opts)->wait_for(std::chrono::seconds(30)) || client_.is_connected();
+    } catch (const ::mqtt::exception&) {
+      return false;
+    }
+  }
+
+  // After a failed MQTT 5 connect: would the same broker take MQTT 3.1.1? A throwaway clean
+  // session under another client id, so the device's own persistent session is left alone.
+  bool Accepts311() const {
+    Options probe_options = options_;
+    probe_options.version = 4;
+    probe_options.clean_session = true;
+    probe_options.will.reset();
+    try {
+      ::mqtt::async_client probe(options_.uri, options_.client_id + "-v311-probe",
+                                 ::mqtt::create_options(MQTTVERSION_3_1_1), nullptr);
+      if (!probe.connect(BuildConnectOptions(probe_options, false))->wait_for(std::chrono::seconds(10))) return false;
+      probe.disconnect(std::chrono::seconds(1))->wait_for(std::chrono::seconds(2));
+      return true;
+    } catch (const ::mqtt::exception&) {
+      return false;
     }
   }
 
@@ -156,8 +207,11 @@ class PahoClient final : public Client {
   // whether the session survived.
   void OnConnected() {
     connected_ = true;
-    DisableNagle(BrokerPort(options_.uri));
-    log::Info(kLog, "connected to " + options_.uri);
+    // After a fail-over the socket goes to another node's port: every node's port counts.
+    std::vector<int> ports{BrokerPort(options_.uri)};
+    for (const auto& s : options_.servers) ports.push_back(BrokerPort(s));
+    DisableNagle(ports);
+    log::Info(kLog, "connected to " + ServerList());
     if (options_.subscriptions.empty()) {
       if (handlers_.on_ready) handlers_.on_ready();
       return;

@@ -74,7 +74,7 @@ class Mosquitto:
 
 class Fleet:
     def __init__(self, build, workdir, n, brokers, group="fleet", failing=0.0, version=4,
-                 commit_window_s=1, root="gantry"):
+                 commit_window_s=1, root="gantry", spread=False):
         self.build, self.workdir, self.n, self.brokers = build, workdir, n, list(brokers)
         self.group, self.root, self.version = group, root, version
         self.ids = [f"dev-{i:04d}" for i in range(n)]
@@ -90,12 +90,15 @@ class Fleet:
             for d, src in ((trust, keys), (bad_trust, os.path.join(workdir, "keys-other"))):
                 os.makedirs(d, exist_ok=True)
                 shutil.copy(os.path.join(src, "ops.pem"), os.path.join(d, "ops.pem"))
-        for dev in self.ids:
+        for k, dev in enumerate(self.ids):
             d = os.path.join(workdir, "devices", dev)
+            # spread: device k lists the nodes starting at node k % len, so a cluster's nodes
+            # share the fleet (each device still fails over to all of them).
+            uris = self.brokers[k % len(self.brokers):] + self.brokers[:k % len(self.brokers)] if spread else self.brokers
             os.makedirs(d, exist_ok=True)
             cfg = {"device_id": dev, "groups": [group], "data_dir": os.path.join(d, "data"),
                    "plugin_dir": os.path.join(build, "plugins"),
-                   "mqtt": {"uri": self.brokers if len(self.brokers) > 1 else self.brokers[0],
+                   "mqtt": {"uri": uris if len(uris) > 1 else uris[0],
                             "version": version, "root": root},
                    "trust": {"keys_dir": bad_trust if dev in self.failing else trust},
                    "update": {"commit_window_s": commit_window_s}}
@@ -154,19 +157,26 @@ class Fleet:
         self._ctl("sign", "--key", self.key, "--kid", "ops", path, "--out", out)
         return out
 
-    def states(self, timeout=3):
-        """The retained P/state of every device, read from the first broker."""
-        host, port = self.brokers[0].split("//")[1].split(":")
-        r = subprocess.run(["mosquitto_sub", "-h", host, "-p", port, "-V", "mqttv311", "-v",
-                            "-t", f"{self.root}/+/state", "-W", str(timeout)],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    def states(self, timeout=3, brokers=None):
+        """The retained P/state of every device, read from each broker given (default: all).
+        On a cluster whose retained store is per node the union is taken, newest ts first."""
         out = {}
-        for line in r.stdout.splitlines():
-            topic, _, payload = line.partition(" ")
-            try:
-                out[topic.split("/")[-2]] = json.loads(payload)
-            except ValueError:
-                pass
+        for uri in (brokers if brokers is not None else self.brokers):
+            host, port = uri.split("//")[1].split(":")
+            # One exact topic per device: RabbitMQ delivers no retained message to a wildcard filter.
+            topics = [x for d in self.ids for x in ("-t", f"{self.root}/{d}/state")]
+            r = subprocess.run(["mosquitto_sub", "-h", host, "-p", port, "-V", "mqttv311", "-v", *topics,
+                                "-W", str(timeout)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            for line in r.stdout.splitlines():
+                topic, _, payload = line.partition(" ")
+                try:
+                    v = json.loads(payload)
+                except ValueError:
+                    continue
+                dev = topic.split("/")[-2]
+                if dev not in out or str(v.get("ts", "")) > str(out[dev].get("ts", "")):
+                    out[dev] = v
         return out
 
     def wait_online(self, timeout=120, devices=None):

@@ -8,6 +8,11 @@
   fleet_test.py abort --build B --source S   20% failing, --abort-failed 10%: pauses inside wave 1,
                                              no device outside it gets the command; --on-abort
                                              rollback returns the updated ones
+  fleet_test.py rabbitmq --build B --source S  GANTRY_FLEET_N (30 here) agents on a three-node
+                                             RabbitMQ cluster (tests/tools/rabbit_cluster.py), each
+                                             given all three nodes; one node SIGKILLed mid-rollout:
+                                             its agents fail over, the rollout completes, every
+                                             device installs once, the summary is schema-valid
 """
 import argparse
 import json
@@ -20,13 +25,14 @@ import tempfile
 import time
 
 N = int(os.environ.get("GANTRY_FLEET_N", "50"))
+N_RABBIT = int(os.environ.get("GANTRY_FLEET_N", "30"))
 
 
 def main():
     # ctest's time-out sends SIGTERM: stop the fleet and the broker on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["waves", "abort"])
+    ap.add_argument("scenario", choices=["waves", "abort", "rabbitmq"])
     ap.add_argument("--build", required=True)
     ap.add_argument("--source", required=True)
     a = ap.parse_args()
@@ -34,14 +40,21 @@ def main():
     global fleetlib
     import fleet as fleetlib
     work = tempfile.mkdtemp(prefix="gantry-fleet-")
-    broker = fleetlib.Mosquitto(work)
-    failing = 0.2 if a.scenario == "abort" else 0.0
-    fl = fleetlib.Fleet(a.build, work, N, [broker.uri], failing=failing)
+    if a.scenario == "rabbitmq":
+        import rabbit_cluster
+        t0 = time.time()
+        broker = rabbit_cluster.RabbitCluster(work)
+        print(f"[tally] fleet rabbitmq: three-node cluster formed in {time.time() - t0:.1f} s", flush=True)
+        fl = fleetlib.Fleet(a.build, work, N_RABBIT, broker.uris, spread=True)
+    else:
+        broker = fleetlib.Mosquitto(work)
+        failing = 0.2 if a.scenario == "abort" else 0.0
+        fl = fleetlib.Fleet(a.build, work, N, [broker.uri], failing=failing)
     t = Tester(a, work, broker, fl)
     try:
         fl.start_all()
         fl.wait_online(180)
-        (t.waves if a.scenario == "waves" else t.abort)()
+        {"waves": t.waves, "abort": t.abort, "rabbitmq": t.rabbitmq}[a.scenario]()
     finally:
         t.stop_sub()
         fl.close()
@@ -74,8 +87,12 @@ class Tester:
         return r
 
     def start(self, name, env, *extra, timeout=300):
-        return self.ctl("rollout", "start", name, "--revision", env, "--group", "fleet", "--broker",
-                        self.broker.uri, "--db", self.db, *extra, timeout=timeout)
+        return self.ctl("rollout", "start", name, "--revision", env, "--group", "fleet", *self.broker_args(),
+                        "--db", self.db, *extra, timeout=timeout)
+
+    def broker_args(self):
+        uris = getattr(self.broker, "uris", None) or [self.broker.uri]
+        return [x for u in uris for x in ("--broker", u)]
 
     def summary(self, name):
         r = self.ctl("rollout", "status", name, "--db", self.db, "--json")
@@ -217,6 +234,85 @@ class Tester:
                                            f"({len(back)} of {len(took)})")
         never = [d for d, v in s["devices"].items() if v.get("wave") != 1 and "r-rollback." in self.fl.log(d)]
         self.check(not never, f"r-rollback: devices outside wave 1 never got rev-4 {never[:5]}")
+
+    def rabbitmq(self):
+        n, cl = len(self.fl.ids), self.broker
+        env2 = self.fl.sign("rev-2", 2)
+        # The orchestrator lists node 0 first; node 1 is killed, with a third of the agents on it.
+        victim = 1
+        on_victim = [d for k, d in enumerate(self.fl.ids) if k % 3 == victim]
+        log = open(os.path.join(self.work, "rollout-rabbit.log"), "w")
+        t0 = time.time()
+        p = subprocess.Popen([os.path.join(self.a.build, "gantryctl"), "rollout", "start", "r-rabbit", "--revision",
+                              env2, "--group", "fleet", *self.broker_args(), "--db", self.db, "--waves", "10,50,100",
+                              "--soak", "2s", "--timeout", "120s"], stdout=log, stderr=subprocess.STDOUT)
+        # Kill the node once the first wave is done and the next one is under way.
+        killed = False
+        while p.poll() is None and time.time() - t0 < 240:
+            s = self.summary("r-rabbit") if os.path.exists(self.db) else None
+            done = sum(v["status"] == "SUCCEEDED" for v in (s or {}).get("devices", {}).values()) if s else 0
+            if done >= max(1, n // 10):
+                cl.kill(victim)
+                killed = True
+                print(f"[tally] fleet rabbitmq: node {cl.names[victim]} SIGKILLed with {done}/{n} devices done "
+                      f"at {time.time() - t0:.1f} s", flush=True)
+                break
+            time.sleep(0.5)
+        self.check(killed, "rabbitmq: a node was killed while the rollout ran")
+        try:
+            rc = p.wait(300)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            rc = p.wait()
+        print(f"[tally] fleet rabbitmq: rollout of {n} agents on the cluster took {time.time() - t0:.1f} s "
+              f"(exit {rc})", flush=True)
+        self.check(rc == 0, f"rabbitmq: the rollout finishes DONE despite the lost node (exit {rc})")
+        s = self.summary("r-rabbit")
+        self.check(s["state"] == "DONE" and len(s["devices"]) == n and
+                   all(v["status"] == "SUCCEEDED" for v in s["devices"].values()),
+                   f"rabbitmq: all {n} devices SUCCEEDED ({s['state']}, "
+                   f"{sorted((d, v['status']) for d, v in s['devices'].items() if v['status'] != 'SUCCEEDED')[:5]})")
+        twice = [d for d in self.fl.ids if self.installs(d, "rev-2") != 1]
+        self.check(not twice, f"rabbitmq: every device installed rev-2 exactly once {twice[:5]}")
+        path = os.path.join(self.work, "summary-rabbit.json")
+        with open(path, "w") as f:
+            f.write(json.dumps(s) + "\n")
+        v = subprocess.run(["/usr/bin/python3", os.path.join(self.a.source, "tests/unit/schemas/check_schemas.py"),
+                            "validate", "--source", self.a.source, "--schema", "rollout-status", "--lines", path],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.check(v.returncode == 0, f"rabbitmq: the summary is schema-valid {v.stdout[-300:]}")
+        # The agents of the dead node reconnected elsewhere and published P/state again there.
+        moved = [d for d in on_victim if "connection lost" in self.fl.log(d)]
+        self.check(len(moved) == len(on_victim), f"rabbitmq: the {len(on_victim)} agents of the killed node lost "
+                                                 f"their connection ({len(moved)})")
+        alive = [u for i, u in enumerate(cl.uris) if i != victim]
+        end = time.time() + 30
+        while True:
+            states = self.fl.states(2, alive)
+            stale = [d for d in self.fl.ids if states.get(d, {}).get("rev") != "rev-2"]
+            if not stale or time.time() > end:
+                break
+            time.sleep(1)
+        self.check(not stale, f"rabbitmq: every device's P/state on the surviving nodes says rev-2 "
+                              f"(republished after fail-over) {stale[:5]}")
+
+        # mqtt.version 5 against the 3.1.1-only cluster: a precise configuration error, exit 2.
+        d = os.path.join(self.work, "v5")
+        os.makedirs(d, exist_ok=True)
+        cfg = {"device_id": "v5-dev", "data_dir": os.path.join(d, "data"),
+               "plugin_dir": os.path.join(self.a.build, "plugins"),
+               "mqtt": {"uri": alive, "version": 5}, "trust": {"keys_dir": os.path.join(self.work, "trust")}}
+        with open(os.path.join(d, "gantryd.json"), "w") as f:
+            json.dump(cfg, f)
+        try:
+            r = subprocess.run([os.path.join(self.a.build, "gantryd"), "--config", os.path.join(d, "gantryd.json")],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+            out, rc = r.stdout, r.returncode
+        except subprocess.TimeoutExpired as e:
+            out, rc = str(e.stdout), None
+        want = (f"error gantryd: mqtt.version: the broker at {', '.join(alive)} refused MQTT 5 and accepts "
+                "MQTT 3.1.1 (RabbitMQ's MQTT plugin speaks only 3.1.1): set mqtt.version to 4")
+        self.check(rc == 2 and want in out, f"rabbitmq: mqtt.version 5 exits 2 with '{want}' (exit {rc}: {out[-400:]})")
 
 
 if __name__ == "__main__":
