@@ -220,6 +220,7 @@ int Main(int argc, char** argv) {
     relay = std::make_unique<relay::RelayEngine>(*db, std::move(transports), limits,
                                                  [&](const nlohmann::json& e) { dispatcher.EmitSensor(e); });
     relay_host.SetEngine(relay.get());
+    relay->SetDroppedEvents([&relay_host] { return relay_host.DroppedEvents(); });
   }
 
   std::atomic<std::int64_t> stop_requested_ms{0};

@@ -449,7 +449,13 @@ void RelayEngine::OnStatus(const std::string& id, const nlohmann::json& msg) {
   Job& job = **found;
   if (!IsActive(job.state)) return;
   auto reason = GetString(msg, "reason");
-  if (reason && reason->size() > 256) reason = reason->substr(0, 256);
+  if (reason && reason->size() > 256) {
+    // Cut at a character boundary: half a UTF-8 character makes the progress event unprintable
+    // as JSON (found by the hostile_sensors fuzz target).
+    std::size_t cut = 256;
+    while (cut > 0 && (static_cast<unsigned char>((*reason)[cut]) & 0xC0) == 0x80) --cut;
+    reason = reason->substr(0, cut);
+  }
   ExpectedVoid r;
   if (*result == kResultSuccess) {
     // The sensor runs the new image: P/state's sensors[] shows it now, not at its next hello.
@@ -550,6 +556,7 @@ nlohmann::json RelayEngine::CountsJson() const {
   return {{"tracked", tracked_},
           {"listed", std::min<std::int64_t>(tracked_, limits_.max_listed)},
           {"ignored_hellos", ignored_hellos_},
+          {"dropped_events", dropped_events_ ? dropped_events_() : 0},
           {"jobs", jobs}};
 }
 

@@ -74,8 +74,12 @@ class RelayEngine {
 
   // P/state "sensors": at most max_listed [{"id", "model", "version", "seq", "job": {...} | null}].
   nlohmann::json SensorsJson() const;
-  // P/state "sensor_counts": {"tracked", "listed", "ignored_hellos", "jobs": {"<STATE>": n}}.
+  // P/state "sensor_counts": {"tracked", "listed", "ignored_hellos", "dropped_events",
+  // "jobs": {"<STATE>": n}}.
   nlohmann::json CountsJson() const;
+  // Where "dropped_events" comes from: the host's count of transport events it dropped
+  // because the loop was behind (they never reach this engine). Called on the loop.
+  void SetDroppedEvents(std::function<std::uint64_t()> count) { dropped_events_ = std::move(count); }
 
   // Per-transport counters (frames and bytes served), for tests and diagnostics.
   Expected<nlohmann::json> TransportStats(const std::string& transport);
@@ -108,6 +112,7 @@ class RelayEngine {
   bool have_firmware_ = false;
   std::int64_t tracked_ = 0;         // rows in relay_sensors
   std::uint64_t ignored_hellos_ = 0;  // hellos from sensors beyond max_sensors
+  std::function<std::uint64_t()> dropped_events_;
   bool waiting_ = true;               // a WAITING job may exist (FillSlots has work)
   std::map<std::int64_t, Clock::time_point> progress_at_;  // active job row → last progress
 };

@@ -338,9 +338,13 @@ class Relay {
     if (opt_.max_msgs_per_s <= 0) return true;
     std::lock_guard lock(budget_mu_);
     auto now = Clock::now();
-    if (budgets_.size() >= kBudgetSweepAt) {
+    if (budgets_.size() >= sweep_at_) {
       for (auto it = budgets_.begin(); it != budgets_.end();)
         it = now - it->second.last > kBudgetIdle ? budgets_.erase(it) : std::next(it);
+      // The next sweep waits until the table has doubled: during a flood of fresh ids nothing
+      // is idle yet, and sweeping at every message made the flood quadratic on the thread
+      // that also carries the agent's commands.
+      sweep_at_ = std::max(kBudgetSweepAt, 2 * budgets_.size());
     }
     double rate = static_cast<double>(opt_.max_msgs_per_s);
     auto [it, fresh] = budgets_.try_emplace(sensor, Bucket{rate, now});
@@ -562,6 +566,7 @@ class Relay {
   std::uint64_t frames_ = 0, bytes_ = 0, errors_ = 0;
   std::mutex budget_mu_;  // the MQTT callback thread's; apart from mu_, which the worker holds
   std::unordered_map<std::string, Bucket> budgets_;
+  std::size_t sweep_at_ = kBudgetSweepAt;  // budgets_.size() that triggers the next sweep
   std::atomic<std::uint64_t> dropped_{0};
   std::map<std::uint16_t, std::uint64_t> job_bytes_;
   std::map<std::string, std::unique_ptr<int, FdCloser>> files_;  // worker thread only

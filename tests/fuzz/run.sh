@@ -4,6 +4,7 @@
 # each for SECONDS on a copy of its seed corpus in tests/fuzz/corpus/<target>/.
 # Fails if any target crashes; the crashing input is left in BUILD_DIR/fuzz-build/artifacts/.
 # Usage: tests/fuzz/run.sh BUILD_DIR [SECONDS_PER_TARGET=15]   (180 when GANTRY_LONG=1)
+# FUZZ_TARGETS="relay hostile_sensors" runs only those targets.
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
@@ -16,7 +17,7 @@ seconds=${2:-15}
 if [[ ${GANTRY_LONG:-} == 1 ]]; then seconds=180; fi
 src=$(cd "$(dirname "$0")/../.." && pwd)
 out=$build_dir/fuzz-build
-targets=(command jws revision relay lxc_config)
+targets=(${FUZZ_TARGETS:-command jws revision relay lxc_config hostile_sensors})
 
 for tool in clang clang++; do
   command -v "$tool" >/dev/null || { echo "fuzz: $tool not found (dev.sh installs it)" >&2; exit 1; }

@@ -102,6 +102,19 @@ class Operator {
     std::lock_guard l(mu_);
     return log_;
   }
+  // Calls f on each received message in order, under the log's lock, without copying the log
+  // (a copy per wake-up made waits over a long log cost more than what they measured).
+  template <typename F>
+  void Visit(F&& f) {
+    std::lock_guard l(mu_);
+    for (const auto& r : log_) f(r);
+  }
+  // f(log) under the log's lock; what it returns must not point into the log.
+  template <typename F>
+  auto WithLog(F&& f) {
+    std::lock_guard l(mu_);
+    return f(static_cast<const std::vector<Received>&>(log_));
+  }
   size_t LogSize() {
     std::lock_guard l(mu_);
     return log_.size();
@@ -186,23 +199,28 @@ class AgentFixture {
 
   std::vector<nlohmann::json> Progress(const std::string& id) {
     std::vector<nlohmann::json> out;
-    for (auto& r : op().Log())
-      if (r.topic == Prefix() + "/progress" && r.body.is_object() && r.body.value("id", "") == id)
-        out.push_back(r.body);
+    auto topic = Prefix() + "/progress";
+    op().Visit([&](const Received& r) {
+      if (r.topic == topic && r.body.is_object() && r.body.value("id", "") == id) out.push_back(r.body);
+    });
     return out;
   }
   std::vector<nlohmann::json> Replies(const std::string& id) {
     std::vector<nlohmann::json> out;
-    for (auto& r : op().Log())
-      if (r.topic == Prefix() + "/reply" && r.body.is_object() && r.body.value("id", nlohmann::json()) == id)
+    auto topic = Prefix() + "/reply";
+    op().Visit([&](const Received& r) {
+      if (r.topic == topic && r.body.is_object() && r.body.value("id", nlohmann::json()) == id)
         out.push_back(r.body);
+    });
     return out;
   }
   nlohmann::json LastState() {
-    nlohmann::json s;
-    for (auto& r : op().Log())
-      if (r.topic == Prefix() + "/state") s = r.body;
-    return s;
+    auto topic = Prefix() + "/state";
+    return op().WithLog([&](const std::vector<Received>& log) {
+      for (auto it = log.rbegin(); it != log.rend(); ++it)
+        if (it->topic == topic) return it->body;
+      return nlohmann::json();
+    });
   }
 
   // Every message the agent published so far is valid against its schema (schemas/), checked

@@ -175,14 +175,21 @@ TEST_F(RelayAgent, TwentyThousandFakeHellosAreCountedNotTracked) {
     if (r.topic == a_.Prefix() + "/state") state_text = r.body.dump();
   auto state = json::parse(state_text);
   std::printf("[relay-hellos] fakes=%d rss_before_kib=%ld rss_after_kib=%ld growth_kib=%ld state_bytes=%zu "
-              "listed=%zu tracked=%s ignored=%s get_state_ms_before=%lld after=%lld\n",
+              "listed=%zu tracked=%s ignored=%s dropped_by_loop=%s get_state_ms_before=%lld after=%lld\n",
               fakes, rss_before, rss_after, rss_after - rss_before, state_text.size(), state["sensors"].size(),
               state["sensor_counts"]["tracked"].dump().c_str(), state["sensor_counts"]["ignored_hellos"].dump().c_str(),
+              state["sensor_counts"]["dropped_events"].dump().c_str(),
               static_cast<long long>(before_ms), static_cast<long long>(after_ms));
   EXPECT_LT(rss_after - rss_before, 8 * 1024);
   EXPECT_LT(state_text.size(), 64u * 1024);
   EXPECT_EQ(state["sensors"].size(), 256u);
   EXPECT_EQ(state["sensor_counts"]["tracked"], 1024);
   EXPECT_GT(state["sensor_counts"]["ignored_hellos"].get<std::int64_t>(), 0);
+  // Hellos the loop's queue had no room for are counted in P/state, not only in the log.
+  ASSERT_TRUE(state["sensor_counts"].contains("dropped_events")) << state["sensor_counts"].dump();
+  EXPECT_LE(state["sensor_counts"]["tracked"].get<std::int64_t>() +
+                state["sensor_counts"]["ignored_hellos"].get<std::int64_t>() +
+                state["sensor_counts"]["dropped_events"].get<std::int64_t>(),
+            fakes);
   EXPECT_EQ(a_.SchemaProblems(), "");
 }

@@ -304,3 +304,12 @@ TEST_F(RelayEngineTest, HellosBeyondMaxSensorsAreCountedNotStoredAndStateIsBound
   EXPECT_EQ(engine_->CountsJson()["tracked"], 5);
   EXPECT_EQ(engine_->CountsJson()["ignored_hellos"], 1);
 }
+
+TEST_F(RelayEngineTest, EventsTheHostDroppedAreCountedInState) {
+  Open(8, Limits{});
+  EXPECT_EQ(engine_->CountsJson()["dropped_events"], 0);  // no host count wired: none known
+  std::uint64_t dropped = 0;
+  engine_->SetDroppedEvents([&] { return dropped; });
+  dropped = 18976;
+  EXPECT_EQ(engine_->CountsJson()["dropped_events"], 18976);
+}
