@@ -28,6 +28,7 @@
 #include "relay/transport.hpp"
 #include "runtime/runtime.hpp"
 #include "status/outbox.hpp"
+#include "store/checkpointer.hpp"
 #include "store/db.hpp"
 #include "txn/engine.hpp"
 
@@ -133,6 +134,11 @@ int Main(int argc, char** argv) {
   auto db = store::Db::Open(cfg->data_dir / "gantry.db");
   if (!db) {
     log::Error(kLog, db.error().String());
+    return 3;
+  }
+  auto checkpointer = store::Checkpointer::Start(*db, cfg->data_dir / "gantry.db");
+  if (!checkpointer) {
+    log::Error(kLog, checkpointer.error().String());
     return 3;
   }
   cache::Options cache_options;

@@ -202,12 +202,18 @@ void Dispatcher::PublishState() {
   }
 }
 
+bool Dispatcher::AllowedResponseTopic(const std::string& topic) const {
+  auto prefix = cfg_.mqtt.ResponsePrefix();
+  return topic.find_first_of("+#") == std::string::npos && topic.size() > prefix.size() &&
+         topic.compare(0, prefix.size(), prefix) == 0;
+}
+
 void Dispatcher::SendReply(const std::string& reply, const mqtt::Message& request) {
   if (auto r = outbox_.Enqueue(prefix_ + "/reply", reply, 1, false); !r) {
     log::Error(kLog, r.error().String());
     PublishUnpersisted(prefix_ + "/reply", reply, false);
   }
-  if (!request.response_topic.empty()) {
+  if (!request.response_topic.empty() && AllowedResponseTopic(request.response_topic)) {
     mqtt::Message m{request.response_topic, reply, 1, false, "", request.correlation_data};
     client_.Publish(m, nullptr);
   }
@@ -231,6 +237,15 @@ void Dispatcher::OnMessage(const mqtt::Message& message) {
     return;
   }
   const auto& cmd = *parsed;
+  // A response topic anywhere else would let a command make the agent publish into other
+  // devices' or the operator's topics (docs/protocol.md).
+  if (!message.response_topic.empty() && !AllowedResponseTopic(message.response_topic)) {
+    log::Warn(kLog, "refused command " + cmd.id + ": response topic outside " + cfg_.mqtt.ResponsePrefix());
+    SendReply(command::Reply(cmd.id, Fail("bad_command", "the response topic must have no wildcard and start with " +
+                                                             cfg_.mqtt.ResponsePrefix())),
+              message);
+    return;
+  }
   if (auto stored = ledger_.StoredReply(cmd.id)) {
     log::Info(kLog, "command " + cmd.id + " already handled; replaying its reply");
     SendReply(*stored, message);

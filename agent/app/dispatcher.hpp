@@ -52,6 +52,7 @@ class Dispatcher final : public txn::Reporter {
   ExpectedVoid Execute(const command::Command& cmd);
   ExpectedVoid ExecuteUpdate(const command::Command& cmd);
   ExpectedVoid ExecuteRollback(const command::Command& cmd);
+  bool AllowedResponseTopic(const std::string& topic) const;
   void SendReply(const std::string& reply, const mqtt::Message& request);
   void Emit(const nlohmann::json& event);
   void PublishUnpersisted(const std::string& topic, const std::string& payload, bool retain);

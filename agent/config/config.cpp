@@ -146,6 +146,9 @@ ExpectedVoid String(const json& v, const std::string& path, std::string& out,
 }
 
 bool NonEmptyNoNul(std::string_view s) { return !s.empty() && !HasNul(s); }
+bool IsResponsePrefix(std::string_view s) {
+  return NonEmptyNoNul(s) && s.find_first_of("+#") == std::string_view::npos;
+}
 
 ExpectedVoid OptionalString(const json& v, const std::string& path,
                             std::optional<std::string>& out,
@@ -247,6 +250,11 @@ ExpectedVoid ReadMqtt(const json& v, const std::string& path, Mqtt& m) {
            if (!Int(x, p, n, 4, 5)) return Bad(p, "must be 4 or 5");
            m.version = n;
            return {};
+         }}},
+       {"response_prefix",
+        {[&](const json& x, const std::string& p) {
+           return OptionalString(x, p, m.response_prefix, IsResponsePrefix,
+                                 "must be null or a non-empty topic prefix without +, # or NUL");
          }}},
        {"ca_file", {file(m.ca_file)}},
        {"cert_file", {file(m.cert_file)}},

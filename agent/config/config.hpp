@@ -16,6 +16,9 @@ struct Mqtt {
   std::vector<std::string> uris;  // every broker (cluster node) given, tried in order
   std::string root = "gantry";
   int version = 5;  // 5 or 4 (3.1.1)
+  // A command's MQTT 5 response topic must start with this; null means "<root>/".
+  std::optional<std::string> response_prefix;
+  std::string ResponsePrefix() const { return response_prefix.value_or(root + "/"); }
   std::optional<std::string> ca_file, cert_file, key_file, username, password_file;
 };
 

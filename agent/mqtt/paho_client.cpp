@@ -12,6 +12,7 @@
 
 namespace gantry::mqtt {
 namespace {
+constexpr std::uint32_t kMaxPacketSize = (1u << 20) + (64u << 10);  // 1 MiB + 64 KiB
 
 constexpr const char* kLog = "mqtt";
 
@@ -110,8 +111,10 @@ class PahoClient final : public Client {
                             std::chrono::duration_cast<std::chrono::seconds>(options_.reconnect_max));
     if (options_.version == 5) {
       b.clean_start(options_.clean_session);
-      if (!options_.clean_session)
-        b.properties({{::mqtt::property::SESSION_EXPIRY_INTERVAL, options_.session_expiry_s}});
+      // The broker never delivers a packet above this, so no command exceeds 1 MiB + headroom.
+      ::mqtt::properties props{{::mqtt::property::MAXIMUM_PACKET_SIZE, kMaxPacketSize}};
+      if (!options_.clean_session) props.add({::mqtt::property::SESSION_EXPIRY_INTERVAL, options_.session_expiry_s});
+      b.properties(props);
     } else {
       b.clean_session(options_.clean_session);
     }

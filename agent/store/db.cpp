@@ -132,6 +132,23 @@ Expected<Statement> Db::Prepare(std::string_view sql) {
   return Statement(std::move(lock), db_.get(), st);
 }
 
+void Db::OnCommit(std::function<void(int)> fn) {
+  auto lock = Lock();
+  if (!fn) {  // back to SQLite's automatic checkpoint
+    sqlite3_wal_autocheckpoint(db_.get(), 1000);
+    on_commit_.reset();
+    return;
+  }
+  on_commit_ = std::make_unique<std::function<void(int)>>(std::move(fn));
+  sqlite3_wal_hook(
+      db_.get(),
+      [](void* arg, sqlite3*, const char*, int pages) {
+        (*static_cast<std::function<void(int)>*>(arg))(pages);
+        return SQLITE_OK;
+      },
+      on_commit_.get());
+}
+
 std::int64_t Db::LastInsertId() const { return sqlite3_last_insert_rowid(db_.get()); }
 std::int64_t Db::Changes() const { return sqlite3_changes64(db_.get()); }
 

@@ -10,6 +10,7 @@
 // SQLite's, and never wait for another lock while holding one.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -97,6 +98,10 @@ class Db {
   template <class F>
   ExpectedVoid InTransaction(F&& fn);
 
+  // Calls fn(pages in the WAL) after each commit instead of SQLite's automatic checkpoint;
+  // an empty fn restores the automatic checkpoint.
+  void OnCommit(std::function<void(int)> fn);
+
   // Applies migrations newer than PRAGMA user_version.
   ExpectedVoid Migrate();
   int SchemaVersion();
@@ -110,6 +115,7 @@ class Db {
     void operator()(sqlite3* db) const;
   };
   std::unique_ptr<std::recursive_mutex> mutex_;  // outlives the connection
+  std::unique_ptr<std::function<void(int)>> on_commit_;  // likewise
   std::unique_ptr<sqlite3, Closer> db_;
 };
 

@@ -57,6 +57,8 @@ TEST(Config, MinimalGetsEveryDefault) {
   EXPECT_EQ(c->mqtt.uri, "tcp://127.0.0.1:1883");
   EXPECT_EQ(c->mqtt.root, "gantry");
   EXPECT_EQ(c->mqtt.version, 5);
+  EXPECT_FALSE(c->mqtt.response_prefix);
+  EXPECT_EQ(c->mqtt.ResponsePrefix(), "gantry/");
   EXPECT_FALSE(c->mqtt.ca_file || c->mqtt.cert_file || c->mqtt.key_file || c->mqtt.username ||
                c->mqtt.password_file);
   EXPECT_EQ(c->trust.keys_dir, "/etc/gantry/keys");
@@ -82,6 +84,7 @@ TEST(Config, EveryKeySetIsRead) {
   auto c = config::Parse(R"({
     "device_id": "gw-7", "groups": ["lab", "EU-West_1.a"], "data_dir": "/d", "plugin_dir": "/p",
     "mqtt": {"uri": "mqtts://broker.example.net:8883", "root": "fleet/eu", "version": 4,
+             "response_prefix": "ops/answers/",
              "ca_file": "/ca.pem", "cert_file": "/c.pem", "key_file": "/k.pem",
              "username": "gw", "password_file": "/pw"},
     "trust": {"keys_dir": "/keys", "threshold": 2},
@@ -95,6 +98,7 @@ TEST(Config, EveryKeySetIsRead) {
   EXPECT_EQ(c->groups, (std::vector<std::string>{"lab", "EU-West_1.a"}));
   EXPECT_EQ(c->mqtt.root, "fleet/eu");
   EXPECT_EQ(c->mqtt.version, 4);
+  EXPECT_EQ(c->mqtt.ResponsePrefix(), "ops/answers/");
   EXPECT_EQ(c->mqtt.ca_file.value_or(""), "/ca.pem");
   EXPECT_EQ(c->mqtt.cert_file.value_or(""), "/c.pem");
   EXPECT_EQ(c->mqtt.key_file.value_or(""), "/k.pem");
@@ -171,6 +175,7 @@ TEST(Config, BadValuesAreNamedWithTheirRule) {
       "must be a group name: ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$ without \"..\"";
   const std::string root_rule =
       "must be a topic root: non-empty levels without +, #, NUL or a leading $";
+  const std::string prefix_rule = "must be null or a non-empty topic prefix without +, # or NUL";
   const std::vector<BadCase> cases = {
       {"/device_id", "GW-1", "device_id: " + id_rule},
       {"/device_id", "", "device_id: " + id_rule},
@@ -180,6 +185,10 @@ TEST(Config, BadValuesAreNamedWithTheirRule) {
       {"/device_id", 7, "device_id: " + id_rule},
       {"/device_id", nullptr, "device_id: " + id_rule},
       {"/groups", "lab", "groups: must be an array"},
+      {"/mqtt/response_prefix", "", "mqtt.response_prefix: " + prefix_rule},
+      {"/mqtt/response_prefix", "a/+/", "mqtt.response_prefix: " + prefix_rule},
+      {"/mqtt/response_prefix", "a/#", "mqtt.response_prefix: " + prefix_rule},
+      {"/mqtt/response_prefix", 3, "mqtt.response_prefix: " + prefix_rule},
       {"/groups", {"lab", "a/b"}, "groups[1]: " + group_rule},
       {"/groups", {"+"}, "groups[0]: " + group_rule},
       {"/groups", {"Lab..2"}, "groups[0]: " + group_rule},
