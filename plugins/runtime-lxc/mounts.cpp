@@ -255,7 +255,8 @@ ExpectedVoid MountOverlay(const stdfs::path& lower, const stdfs::path& upper,
   return {};
 }
 
-Expected<fs::Fd> OpenDirInRoot(const stdfs::path& root, const std::string& rel) {
+Expected<fs::Fd> OpenDirInRoot(const stdfs::path& root, const std::string& rel,
+                               std::optional<unsigned> owner) {
   fs::Fd root_fd(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root_fd) return Fail("io", fs::ErrnoMessage("cannot open", root));
   fs::Fd dir(::fcntl(root_fd.get(), F_DUPFD_CLOEXEC, 0));
@@ -267,8 +268,12 @@ Expected<fs::Fd> OpenDirInRoot(const stdfs::path& root, const std::string& rel) 
     so_far /= part;
     // mkdirat does not follow a final symlink; the open below resolves any symlink as if
     // root were "/", so the image cannot point us outside it.
-    if (::mkdirat(dir.get(), part.c_str(), 0755) != 0 && errno != EEXIST)
+    if (::mkdirat(dir.get(), part.c_str(), 0755) == 0) {
+      if (owner && ::fchownat(dir.get(), part.c_str(), *owner, *owner, AT_SYMLINK_NOFOLLOW) != 0)
+        return Fail("io", Errno("cannot hand " + so_far.string() + " in " + root.string() + " to the container"));
+    } else if (errno != EEXIST) {
       return Fail("io", Errno("cannot create " + so_far.string() + " in " + root.string()));
+    }
     fs::Fd next(OpenAt2(root_fd.get(), so_far.string(), O_PATH | O_DIRECTORY | O_CLOEXEC, kInRoot));
     if (!next) return Fail("io", Errno("cannot open " + so_far.string() + " in " + root.string()));
     dir = std::move(next);
@@ -284,10 +289,11 @@ ExpectedVoid BindInRoot(const stdfs::path& source, const stdfs::path& root, cons
   return {};
 }
 
-ExpectedVoid CopyInRoot(const stdfs::path& source, const stdfs::path& root, const std::string& rel) {
+ExpectedVoid CopyInRoot(const stdfs::path& source, const stdfs::path& root, const std::string& rel,
+                        std::optional<unsigned> owner) {
   stdfs::path p(rel);
   if (!p.has_filename()) return Fail("bad_path", "config file path " + rel + " names no file");
-  auto parent = OpenDirInRoot(root, p.relative_path().parent_path().string());
+  auto parent = OpenDirInRoot(root, p.relative_path().parent_path().string(), owner);
   if (!parent) return Unexpected(parent.error());
   auto data = fs::ReadFile(source);
   if (!data) return Unexpected(data.error());
@@ -298,6 +304,8 @@ ExpectedVoid CopyInRoot(const stdfs::path& source, const stdfs::path& root, cons
   fs::Fd out(::openat(dir.get(), p.filename().c_str(),
                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (!out) return Fail("io", Errno("cannot create " + rel + " in the container"));
+  if (owner && ::fchown(out.get(), *owner, *owner) != 0)
+    return Fail("io", Errno("cannot hand " + rel + " to the container"));
   size_t off = 0;
   while (off < data->size()) {
     ssize_t n = ::write(out.get(), data->data() + off, data->size() - off);
