@@ -29,6 +29,19 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
+// The program LXC starts as the container's init: the first word of the last lxc.init.cmd,
+// else LXC's default.
+std::string InitCommand(const std::string& config) {
+  std::string cmd = "/sbin/init";
+  if (auto pairs = manifest::ReadLxcConfig(config))
+    for (auto& p : *pairs)
+      if (p.key == "lxc.init.cmd") {
+        std::istringstream words(p.value);
+        if (std::string first; words >> first) cmd = first;
+      }
+  return cmd;
+}
+
 // In <instance>/boot (cleared at every mount of the root file system): a container has been
 // started on the mounted root file system since.
 constexpr const char* kUsedMarker = "rootfs-used";
@@ -318,7 +331,10 @@ class Helper {
     if (auto r = EnsureImageMounted(s); !r) return r;
     auto mounted = IsMountPoint(dir / "rootfs");
     if (!mounted) return Unexpected(mounted.error());
-    if (!*mounted) return MountRootfs(s);
+    if (!*mounted)
+      if (auto r = MountRootfs(s); !r) return r;
+    // A swap's downtime should not include decompressing the new image's init.
+    WarmInRoot(dir / "rootfs", InitCommand(s.lxc_config));
     return {};
   }
 

@@ -318,6 +318,31 @@ ExpectedVoid CopyInRoot(const stdfs::path& source, const stdfs::path& root, cons
   return {};
 }
 
+void WarmInRoot(const stdfs::path& root, const std::string& path) {
+  fs::Fd root_fd(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd) return;
+  std::string next = path;
+  // The init, then its interpreter (a script's "#!/bin/sh"), then that one's: at most three.
+  for (int hop = 0; hop < 3 && !next.empty(); ++hop) {
+    fs::Fd file(OpenAt2(root_fd.get(), next, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, kInRoot));
+    struct stat st {};
+    if (!file || ::fstat(file.get(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+    char buf[64 * 1024];
+    std::string head;
+    ssize_t n;
+    std::uint64_t total = 0;
+    while (total < (256u << 20) && (n = ::read(file.get(), buf, sizeof buf)) > 0) {
+      if (head.size() < 256) head.append(buf, std::min<size_t>(static_cast<size_t>(n), 256 - head.size()));
+      total += static_cast<std::uint64_t>(n);
+    }
+    next.clear();
+    if (head.rfind("#!", 0) == 0) {
+      std::istringstream line(head.substr(2, head.find('\n') - 2));  // npos - 2 still means "to the end"
+      line >> next;
+    }
+  }
+}
+
 ExpectedVoid UnmountBelow(const stdfs::path& dir) {
   // A mount can be stacked several times on one point: repeat until none is left.
   for (int round = 0; round < 64; ++round) {

@@ -46,6 +46,11 @@ Expected<fs::Fd> OpenDirInRoot(const stdfs::path& root, const std::string& rel,
                                std::optional<unsigned> owner = std::nullopt);
 // Bind-mounts source onto the directory rel inside root (created if missing).
 ExpectedVoid BindInRoot(const stdfs::path& source, const stdfs::path& root, const std::string& rel);
+// Reads the executable at path inside root (resolved as if root were "/"), and the
+// interpreter its "#!" line names, so that their pages are in the page cache: a squashfs
+// image is decompressed on first read, which otherwise happens when the container starts.
+// Best effort: what cannot be read is left for the start to report.
+void WarmInRoot(const stdfs::path& root, const std::string& path);
 // Writes a copy of source to rel inside root (mode 0644, parents created), owned by owner
 // (uid and gid; the container's root as the host sees it) when one is given.
 ExpectedVoid CopyInRoot(const stdfs::path& source, const stdfs::path& root, const std::string& rel,
