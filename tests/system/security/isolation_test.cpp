@@ -110,10 +110,12 @@ TEST(SecurityIsolation, UnprivilegedByDefaultPrivilegedOnlyWhenListed) {
       {"proc_sys_kernel", "ok"},       // core_pattern, modprobe, hostname not writable
       {"cap_sys_module", "0"},         // not in the bounding set
   };
+  std::string held;  // the tally names what was enforced
   for (auto& [probe, want] : expected) {
     ++tally.inputs;
     EXPECT_EQ(probes[probe], want) << "probe " << probe;
     if (probes[probe] != want) ++tally.lost;
+    else held += (held.empty() ? "" : " ") + probe;
     std::printf("isolation probe %-16s %s\n", probe.c_str(), probes[probe].c_str());
   }
   // Loading a module fails with EPERM (LXC's seccomp policy, and no CAP_SYS_MODULE), not with
@@ -121,6 +123,7 @@ TEST(SecurityIsolation, UnprivilegedByDefaultPrivilegedOnlyWhenListed) {
   ++tally.inputs;
   EXPECT_EQ(probes["insmod"].rfind("failed: ", 0), 0u) << probes["insmod"];
   EXPECT_NE(probes["insmod"].find("not permitted"), std::string::npos) << probes["insmod"];
+  if (probes["insmod"].find("not permitted") != std::string::npos) held += " insmod";
   std::printf("isolation probe %-16s %s\n", "insmod", probes["insmod"].c_str());
   EXPECT_EQ(Slurp("/proc/sys/kernel/core_pattern"), core_before);
   // On the host, the probe file belongs to the mapped root.
@@ -146,6 +149,7 @@ TEST(SecurityIsolation, UnprivilegedByDefaultPrivilegedOnlyWhenListed) {
   EXPECT_EQ(f.InitPid(probe_instance), probe_pid) << "the running container was restarted";
   EXPECT_EQ(f.a.LastState().value("rev", ""), "iso-1");
   if (f.Running() != running_before || f.InitPid(probe_instance) != probe_pid) ++tally.lost;
+  bool refused_unlisted = refused.value("status", "") == "WONTGO" && msg.find("does not list platform") != std::string::npos;
 
   // 3. Listed in runtime.privileged, the same container runs privileged (the identity map)
   // next to the unprivileged probe.
@@ -166,12 +170,16 @@ TEST(SecurityIsolation, UnprivilegedByDefaultPrivilegedOnlyWhenListed) {
   EXPECT_EQ(inside, 0u);
   EXPECT_EQ(outside, 0u) << "privileged container is not host root: " << uid_map;
   EXPECT_EQ(count, 4294967295u);
+  bool listed_runs = inside == 0 && outside == 0 && count == 4294967295u;
   auto probe_now = f.RunningInstance("probe");
   ASSERT_NE(probe_now, "");
   auto probe_map = FirstLine(Slurp("/proc/" + std::to_string(f.InitPid(probe_now)) + "/uid_map"));
   std::istringstream(probe_map) >> inside >> outside >> count;
   EXPECT_EQ(outside, 100000u) << "the probe container became privileged: " << probe_map;
 
+  tally.extra = "unprivileged container held: " + held + "; privileged: unlisted " +
+                (refused_unlisted ? "WONTGO" : "NOT REFUSED") + ", listed " +
+                (listed_runs ? "runs" : "BROKEN");
   EXPECT_EQ(tally.lost, 0);
   f.Cleanup();
   tally.Print();
