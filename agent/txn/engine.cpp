@@ -443,7 +443,7 @@ ExpectedVoid Engine::Stage(const manifest::State& next) {
     // The LXC config check names the line, column and byte of anything liblxc could read
     // differently, invalid UTF-8 included, so it runs first.
     if (auto r = manifest::CheckLxcConfig(spec.lxc_config, options_.allow_lxc_keys); !r)
-      return Unexpected(r.error().WithContext("container " + c.name));
+      return Unexpected(r.error().WithContext("container " + c.name + ": key " + c.config_key));
     // The config travels to the runtime plugin as JSON text, which must be UTF-8.
     if (auto bad = FirstInvalidUtf8(spec.lxc_config))
       return Fail("bad_config", "container " + c.name + ": key " + c.config_key +
