@@ -1,5 +1,5 @@
 #pragma once
-// The chunk table in SQLite (tables chunks and chunked_blocks, migration 0007): for every
+// The chunk table in SQLite (tables chunks and chunked_blocks, migration 0005): for every
 // cached block, where its chunks lie. The caller owns the connection and its locking; rows of
 // a block are removed with the block's row (ON DELETE CASCADE).
 #include <cstdint>

@@ -7,7 +7,6 @@
 #include "core/log.hpp"
 #include "core/saturating.hpp"
 #include "core/time.hpp"
-#include "core/utf8.hpp"
 #include "manifest/lxc_config.hpp"
 #include "manifest/revision.hpp"
 
@@ -440,14 +439,10 @@ ExpectedVoid Engine::Fetch(TxnRow& row, const manifest::Revision& rev) {
 ExpectedVoid Engine::Stage(const manifest::State& next) {
   for (const auto& c : next.containers) {
     auto spec = SpecFor(c);
-    // The LXC config check names the line, column and byte of anything liblxc could read
-    // differently, invalid UTF-8 included, so it runs first.
+    // The reader refuses any byte liblxc could read differently, invalid UTF-8 included, so
+    // the config that travels to the runtime plugin as JSON text is UTF-8.
     if (auto r = manifest::CheckLxcConfig(spec.lxc_config, options_.allow_lxc_keys); !r)
-      return Unexpected(r.error().WithContext("container " + c.name + ": key " + c.config_key));
-    // The config travels to the runtime plugin as JSON text, which must be UTF-8.
-    if (auto bad = FirstInvalidUtf8(spec.lxc_config))
-      return Fail("bad_config", "container " + c.name + ": key " + c.config_key +
-                                    " is not valid UTF-8 (byte " + std::to_string(*bad) + ")");
+      return Unexpected(r.error().WithContext("container " + c.name + " (" + c.config_key + ")"));
     if (auto r = runtime_.Prepare(spec); !r)
       return Unexpected(r.error().WithContext("preparing " + c.name));
   }

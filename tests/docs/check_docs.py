@@ -42,30 +42,6 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# Documents that other branches are writing at the same time as this one. While one of them
-# is missing, a link to it is not a failure. The coordinator deletes each entry once its
-# branch is merged (a present file is checked normally whatever this set says).
-PROVIDED_BY_OTHER_BRANCHES = {
-    "docs/architecture-engine.md",
-    "docs/container-isolation.md",
-    "docs/relay.md",
-    "docs/rollouts.md",
-    "docs/chunked-blocks.md",
-    "docs/dashboard.md",
-}
-# Configuration keys documented in the operator guide that other branches are adding to
-# config.schema.json (container isolation, the hostile-sensor relay). Same rule: delete after
-# the merge; a key present in the schema is checked normally.
-CONFIG_KEYS_PROVIDED_BY_OTHER_BRANCHES = {
-    "runtime.privileged",
-    "runtime.idmap",
-    "relay.job_timeout_s",
-    "relay.max_sensors",
-    "relay.max_msgs_per_s",
-}
-# Schemas that example messages name and other branches add (the rollout summary).
-SCHEMAS_PROVIDED_BY_OTHER_BRANCHES = {"rollout-status"}
-
 # Old-style citations: the words are split so that this file does not match itself.
 OUTSIDE = re.compile(r"\b" + "DES" + r"IGN\b|\.\./" + "shared" + r"|/work/" + "shared")
 SECTION = re.compile("\u00a7" + r"\d")
@@ -136,7 +112,7 @@ def anchors(path):
 
 def part_links(args):
     source = os.path.realpath(args.source)
-    failures, checked, pending = [], 0, set()
+    failures, checked = [], 0
     for md in repo_files(args.source, (".md",)):
         text = strip_code(read(os.path.join(source, md)))
         targets = LINK.findall(text) + REF_DEF.findall(text)
@@ -155,18 +131,10 @@ def part_links(args):
                 failures.append(f"{md}: link {target}: points outside the repository ({rel})")
                 continue
             if not os.path.exists(resolved):
-                if rel in PROVIDED_BY_OTHER_BRANCHES:
-                    pending.add(rel)
-                    continue
                 failures.append(f"{md}: link {target}: {rel} does not exist")
                 continue
             if fragment and resolved.endswith(".md") and fragment not in anchors(resolved):
                 failures.append(f"{md}: link {target}: {rel} has no heading #{fragment}")
-    for p in sorted(pending):
-        print(f"links: {p} is missing, allowed as provided by another branch")
-    for p in sorted(PROVIDED_BY_OTHER_BRANCHES):
-        if os.path.exists(os.path.join(source, p)):
-            print(f"links: NOTE {p} exists now: delete it from PROVIDED_BY_OTHER_BRANCHES")
     print(f"links: {checked} relative links checked")
     return failures
 
@@ -221,12 +189,7 @@ def part_config(args):
             failures.append(f"docs/operator-guide.md: {key} default is {rows[key]}, the schema says {want}")
     for key in rows:
         if key not in leaves:
-            if key in CONFIG_KEYS_PROVIDED_BY_OTHER_BRANCHES:
-                print(f"config: {key} not in the schema yet, allowed as provided by another branch")
-                continue
             failures.append(f"docs/operator-guide.md documents {key}, which schemas/config.schema.json does not know")
-    for key in sorted(CONFIG_KEYS_PROVIDED_BY_OTHER_BRANCHES & leaves.keys()):
-        print(f"config: NOTE {key} is in the schema now: delete it from CONFIG_KEYS_PROVIDED_BY_OTHER_BRANCHES")
     print(f"config: {len(leaves)} schema keys, {len(rows)} documented keys")
     return failures
 
@@ -304,9 +267,6 @@ def part_examples(args):
             name, body = m.group(1), m.group(2)
             line = text[:m.start()].count("\n") + 1
             if name not in schemas.raw:
-                if name in SCHEMAS_PROVIDED_BY_OTHER_BRANCHES:
-                    print(f"examples: {doc}:{line}: schema {name} not here yet, allowed as provided by another branch")
-                    continue
                 failures.append(f"{doc}:{line}: example names schema {name}, which schemas/ does not have")
                 continue
             checked += 1
