@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Gantry story in about two minutes, self-contained, on loopback:
 #   a broker and a block server start; gantryd starts on a data dir under the repo;
-#   revision 1 (two busybox containers) goes to DONE and its web server answers;
+#   revision 1 (two busybox containers, unprivileged) goes to DONE and its web server answers;
 #   revision 2 changes one container and only that one is swapped;
 #   a broken revision fails its health window and is rolled back automatically;
 #   three simulated sensors get their firmware through the relay;
@@ -102,6 +102,10 @@ COLLECTOR=$(instance collector)
 echo "running: $WEB (init pid $(init_pid "$WEB")), $COLLECTOR (init pid $(init_pid "$COLLECTOR"))"
 echo "web answers: $(lxc-attach -P "$D/agent/containers" -n "$WEB" -- wget -qO- http://127.0.0.1:8080/ | head -1)"
 WEB_PID=$(init_pid "$WEB")
+# Unprivileged by default (docs/container-isolation.md): root inside is an unprivileged host uid.
+read -r _ HOST_UID _ < "/proc/$WEB_PID/uid_map"
+echo "web runs unprivileged: uid 0 inside is host uid $HOST_UID ($(lxc-attach -P "$D/agent/containers" -n "$WEB" -- cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'))"
+[ "$HOST_UID" != 0 ] || { echo "web runs as host root: the demo expects unprivileged containers" >&2; exit 1; }
 COLLECTOR_PID=$(init_pid "$COLLECTOR")
 
 say "Revision 2: only collector changes"

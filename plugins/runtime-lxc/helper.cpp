@@ -29,6 +29,23 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
+// The program LXC starts as the container's init: the first word of the last lxc.init.cmd,
+// else LXC's default.
+std::string InitCommand(const std::string& config) {
+  std::string cmd = "/sbin/init";
+  if (auto pairs = manifest::ReadLxcConfig(config))
+    for (auto& p : *pairs)
+      if (p.key == "lxc.init.cmd") {
+        std::istringstream words(p.value);
+        if (std::string first; words >> first) cmd = first;
+      }
+  return cmd;
+}
+
+// In <instance>/boot (cleared at every mount of the root file system): a container has been
+// started on the mounted root file system since.
+constexpr const char* kUsedMarker = "rootfs-used";
+
 struct ContainerPut {
   void operator()(lxc_container* c) const { lxc_container_put(c); }
 };
@@ -234,7 +251,10 @@ class Helper {
           return r;
       }
       for (auto& [rel, source] : s.config_files)
-        if (auto r = CopyInRoot(source, dir / "rootfs", rel); !r)
+        // Unprivileged: owned by the container's root, or it would be nobody's inside.
+        if (auto r = CopyInRoot(source, dir / "rootfs", rel,
+                                s.privileged ? std::nullopt : std::optional<unsigned>(options_.idmap.outside));
+            !r)
           return Unexpected(r.error().WithContext("config file /" + rel));
       return {};
     }();
@@ -311,7 +331,10 @@ class Helper {
     if (auto r = EnsureImageMounted(s); !r) return r;
     auto mounted = IsMountPoint(dir / "rootfs");
     if (!mounted) return Unexpected(mounted.error());
-    if (!*mounted) return MountRootfs(s);
+    if (!*mounted)
+      if (auto r = MountRootfs(s); !r) return r;
+    // A swap's downtime should not include decompressing the new image's init.
+    WarmInRoot(dir / "rootfs", InitCommand(s.lxc_config));
     return {};
   }
 
@@ -325,8 +348,18 @@ class Helper {
     if (auto r = EnsureImageMounted(*spec); !r) return Unexpected(r.error());
     if (!spec->privileged)
       if (auto r = GrantSearch(dir, options_.idmap.outside); !r) return Unexpected(r.error());
-    if (auto r = UnmountBelow(dir / "rootfs"); !r) return Unexpected(r.error());
-    if (auto r = MountRootfs(*spec); !r) return Unexpected(r.error());
+    // The root file system prepare mounted is used as it is by the first start: remounting
+    // it would only lengthen a stop-first swap's downtime. Any later start (a restart, a
+    // rollback to this instance) mounts it afresh, clearing what the last run left in "boot".
+    auto mounted = IsMountPoint(dir / "rootfs");
+    if (!mounted) return Unexpected(mounted.error());
+    if (!*mounted || stdfs::exists(dir / "boot" / kUsedMarker)) {
+      if (auto r = UnmountBelow(dir / "rootfs"); !r) return Unexpected(r.error());
+      if (auto r = MountRootfs(*spec); !r) return Unexpected(r.error());
+    }
+    // No fsync: after a crash of the host nothing is mounted any more, and a remount follows.
+    if (!fs::Fd(::open((dir / "boot" / kUsedMarker).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600)))
+      return Fail("io", fs::ErrnoMessage("cannot mark the root file system used", dir / "boot" / kUsedMarker));
     SweepMonitorCgroups(cgroups_, instance);
     // One log per start keeps the file small and this start's errors easy to find. Rotated
     // before liblxc loads the config, which opens the log file.

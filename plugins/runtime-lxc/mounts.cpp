@@ -255,7 +255,8 @@ ExpectedVoid MountOverlay(const stdfs::path& lower, const stdfs::path& upper,
   return {};
 }
 
-Expected<fs::Fd> OpenDirInRoot(const stdfs::path& root, const std::string& rel) {
+Expected<fs::Fd> OpenDirInRoot(const stdfs::path& root, const std::string& rel,
+                               std::optional<unsigned> owner) {
   fs::Fd root_fd(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root_fd) return Fail("io", fs::ErrnoMessage("cannot open", root));
   fs::Fd dir(::fcntl(root_fd.get(), F_DUPFD_CLOEXEC, 0));
@@ -267,8 +268,12 @@ Expected<fs::Fd> OpenDirInRoot(const stdfs::path& root, const std::string& rel) 
     so_far /= part;
     // mkdirat does not follow a final symlink; the open below resolves any symlink as if
     // root were "/", so the image cannot point us outside it.
-    if (::mkdirat(dir.get(), part.c_str(), 0755) != 0 && errno != EEXIST)
+    if (::mkdirat(dir.get(), part.c_str(), 0755) == 0) {
+      if (owner && ::fchownat(dir.get(), part.c_str(), *owner, *owner, AT_SYMLINK_NOFOLLOW) != 0)
+        return Fail("io", Errno("cannot hand " + so_far.string() + " in " + root.string() + " to the container"));
+    } else if (errno != EEXIST) {
       return Fail("io", Errno("cannot create " + so_far.string() + " in " + root.string()));
+    }
     fs::Fd next(OpenAt2(root_fd.get(), so_far.string(), O_PATH | O_DIRECTORY | O_CLOEXEC, kInRoot));
     if (!next) return Fail("io", Errno("cannot open " + so_far.string() + " in " + root.string()));
     dir = std::move(next);
@@ -284,10 +289,11 @@ ExpectedVoid BindInRoot(const stdfs::path& source, const stdfs::path& root, cons
   return {};
 }
 
-ExpectedVoid CopyInRoot(const stdfs::path& source, const stdfs::path& root, const std::string& rel) {
+ExpectedVoid CopyInRoot(const stdfs::path& source, const stdfs::path& root, const std::string& rel,
+                        std::optional<unsigned> owner) {
   stdfs::path p(rel);
   if (!p.has_filename()) return Fail("bad_path", "config file path " + rel + " names no file");
-  auto parent = OpenDirInRoot(root, p.relative_path().parent_path().string());
+  auto parent = OpenDirInRoot(root, p.relative_path().parent_path().string(), owner);
   if (!parent) return Unexpected(parent.error());
   auto data = fs::ReadFile(source);
   if (!data) return Unexpected(data.error());
@@ -298,6 +304,8 @@ ExpectedVoid CopyInRoot(const stdfs::path& source, const stdfs::path& root, cons
   fs::Fd out(::openat(dir.get(), p.filename().c_str(),
                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (!out) return Fail("io", Errno("cannot create " + rel + " in the container"));
+  if (owner && ::fchown(out.get(), *owner, *owner) != 0)
+    return Fail("io", Errno("cannot hand " + rel + " to the container"));
   size_t off = 0;
   while (off < data->size()) {
     ssize_t n = ::write(out.get(), data->data() + off, data->size() - off);
@@ -308,6 +316,31 @@ ExpectedVoid CopyInRoot(const stdfs::path& source, const stdfs::path& root, cons
     off += static_cast<size_t>(n);
   }
   return {};
+}
+
+void WarmInRoot(const stdfs::path& root, const std::string& path) {
+  fs::Fd root_fd(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd) return;
+  std::string next = path;
+  // The init, then its interpreter (a script's "#!/bin/sh"), then that one's: at most three.
+  for (int hop = 0; hop < 3 && !next.empty(); ++hop) {
+    fs::Fd file(OpenAt2(root_fd.get(), next, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, kInRoot));
+    struct stat st {};
+    if (!file || ::fstat(file.get(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+    char buf[64 * 1024];
+    std::string head;
+    ssize_t n;
+    std::uint64_t total = 0;
+    while (total < (256u << 20) && (n = ::read(file.get(), buf, sizeof buf)) > 0) {
+      if (head.size() < 256) head.append(buf, std::min<size_t>(static_cast<size_t>(n), 256 - head.size()));
+      total += static_cast<std::uint64_t>(n);
+    }
+    next.clear();
+    if (head.rfind("#!", 0) == 0) {
+      std::istringstream line(head.substr(2, head.find('\n') - 2));  // npos - 2 still means "to the end"
+      line >> next;
+    }
+  }
 }
 
 ExpectedVoid UnmountBelow(const stdfs::path& dir) {

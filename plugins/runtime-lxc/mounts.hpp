@@ -2,6 +2,7 @@
 // Mount primitives for container root file systems: a read-only squashfs on a loop device,
 // an overlay, bind mounts placed safely inside a root that the image controls.
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,12 +40,21 @@ ExpectedVoid MountOverlay(const stdfs::path& lower, const stdfs::path& upper,
                           const stdfs::path& work, const stdfs::path& target);
 
 // Opens (creating as needed, like mkdir -p) the directory rel inside root, resolving every
-// component as if root were "/": a symlink in the image cannot lead outside it.
-Expected<fs::Fd> OpenDirInRoot(const stdfs::path& root, const std::string& rel);
+// component as if root were "/": a symlink in the image cannot lead outside it. Directories
+// it creates belong to owner (uid and gid) when one is given, else to the caller.
+Expected<fs::Fd> OpenDirInRoot(const stdfs::path& root, const std::string& rel,
+                               std::optional<unsigned> owner = std::nullopt);
 // Bind-mounts source onto the directory rel inside root (created if missing).
 ExpectedVoid BindInRoot(const stdfs::path& source, const stdfs::path& root, const std::string& rel);
-// Writes a copy of source to rel inside root (mode 0644, parents created).
-ExpectedVoid CopyInRoot(const stdfs::path& source, const stdfs::path& root, const std::string& rel);
+// Reads the executable at path inside root (resolved as if root were "/"), and the
+// interpreter its "#!" line names, so that their pages are in the page cache: a squashfs
+// image is decompressed on first read, which otherwise happens when the container starts.
+// Best effort: what cannot be read is left for the start to report.
+void WarmInRoot(const stdfs::path& root, const std::string& path);
+// Writes a copy of source to rel inside root (mode 0644, parents created), owned by owner
+// (uid and gid; the container's root as the host sees it) when one is given.
+ExpectedVoid CopyInRoot(const stdfs::path& source, const stdfs::path& root, const std::string& rel,
+                        std::optional<unsigned> owner = std::nullopt);
 
 // Unmounts every mount at or below dir, innermost first; fails if one stays.
 ExpectedVoid UnmountBelow(const stdfs::path& dir);

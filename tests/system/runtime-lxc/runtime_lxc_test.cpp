@@ -333,6 +333,9 @@ TEST_F(RuntimeLxc, ConfigFilesAreOverlaid) {
   s.config_files = {{"/etc/app/app.conf", src.path() / "app.conf"}};
   PrepareAndStart(s);
   EXPECT_EQ(ExecCode(s.instance, "grep -qx answer=42 /etc/app/app.conf"), 0);
+  // Root's inside, and so is the directory created for it (unprivileged: host uid 100000).
+  EXPECT_EQ(ExecCode(s.instance, "set -- $(ls -ln /etc/app/app.conf); test \"$3 $4\" = \"0 0\""), 0);
+  EXPECT_EQ(ExecCode(s.instance, "set -- $(ls -lnd /etc/app); test \"$3 $4\" = \"0 0\""), 0);
   // The image's own files are still there underneath.
   EXPECT_EQ(ExecCode(s.instance, "grep -q root /etc/passwd"), 0);
 }
