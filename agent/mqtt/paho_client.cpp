@@ -97,9 +97,12 @@ class PahoClient final : public Client {
   }
 
  private:
-  ::mqtt::connect_options BuildConnectOptions() const { return BuildConnectOptions(options_, true); }
-
-  static ::mqtt::connect_options BuildConnectOptions(const Options& options_, bool reconnect) {
+  // Paho C++ 1.2 copies a connect_options' properties but not the pointer to them: a copy
+  // points at its source's properties, so a copy that outlives its source (the builder's
+  // finalize(), a by-value return) hands Paho C freed memory on connect. The options are
+  // therefore built into an object that outlives every copy Paho makes of it, and their
+  // properties are set on that object last.
+  static void BuildConnectOptions(const Options& options_, bool reconnect, ::mqtt::connect_options& out) {
     auto b = ::mqtt::connect_options_builder();
     b.mqtt_version(options_.version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
     b.keep_alive_interval(std::chrono::seconds(options_.keepalive_s));
@@ -111,10 +114,6 @@ class PahoClient final : public Client {
                             std::chrono::duration_cast<std::chrono::seconds>(options_.reconnect_max));
     if (options_.version == 5) {
       b.clean_start(options_.clean_session);
-      // The broker never delivers a packet above this, so no command exceeds 1 MiB + headroom.
-      ::mqtt::properties props{{::mqtt::property::MAXIMUM_PACKET_SIZE, kMaxPacketSize}};
-      if (!options_.clean_session) props.add({::mqtt::property::SESSION_EXPIRY_INTERVAL, options_.session_expiry_s});
-      b.properties(props);
     } else {
       b.clean_session(options_.clean_session);
     }
@@ -133,13 +132,20 @@ class PahoClient final : public Client {
       ssl.verify(true);
       b.ssl(ssl.finalize());
     }
-    return b.finalize();
+    out = b.finalize();
+    if (options_.version == 5) {
+      // The broker never delivers a packet above this, so no command exceeds 1 MiB + headroom.
+      ::mqtt::properties props{{::mqtt::property::MAXIMUM_PACKET_SIZE, kMaxPacketSize}};
+      if (!options_.clean_session) props.add({::mqtt::property::SESSION_EXPIRY_INTERVAL, options_.session_expiry_s});
+      out.set_properties(std::move(props));
+    }
   }
 
   // Paho reconnects by itself only after a first successful connect; until then we retry.
   void ConnectLoop() {
     Backoff backoff(options_.reconnect_min, options_.reconnect_max);
-    auto opts = BuildConnectOptions();
+    BuildConnectOptions(options_, true, connect_options_);
+    const auto& opts = connect_options_;
     while (true) {
       {
         std::lock_guard lock(mutex_);
@@ -196,9 +202,11 @@ class PahoClient final : public Client {
     probe_options.clean_session = true;
     probe_options.will.reset();
     try {
+      ::mqtt::connect_options probe_connect;  // 3.1.1: no properties
+      BuildConnectOptions(probe_options, false, probe_connect);
       ::mqtt::async_client probe(options_.uri, options_.client_id + "-v311-probe",
                                  ::mqtt::create_options(MQTTVERSION_3_1_1), nullptr);
-      if (!probe.connect(BuildConnectOptions(probe_options, false))->wait_for(std::chrono::seconds(10))) return false;
+      if (!probe.connect(probe_connect)->wait_for(std::chrono::seconds(10))) return false;
       probe.disconnect(std::chrono::seconds(1))->wait_for(std::chrono::seconds(2));
       return true;
     } catch (const ::mqtt::exception&) {
@@ -249,6 +257,8 @@ class PahoClient final : public Client {
   }
 
   Options options_;
+  // Declared before client_ so it outlives the client, which keeps a copy pointing into it.
+  ::mqtt::connect_options connect_options_;
   ::mqtt::async_client client_;
   Handlers handlers_;
   std::atomic<bool> connected_{false};

@@ -59,6 +59,7 @@ struct Figures {
 };
 
 Figures Percentiles(std::vector<double> ms) {
+  if (ms.empty()) return {0, 0, 0};
   std::sort(ms.begin(), ms.end());
   auto pct = [&](double p) { return ms[std::min(ms.size() - 1, static_cast<size_t>(p * ms.size()))]; };
   return {pct(0.50), pct(0.99), ms.back()};
@@ -119,6 +120,7 @@ std::vector<json> Updates(AgentFixture& a, const std::string& prefix, int n, int
 }
 
 void Report(const char* what, int n, const std::vector<double>& ms, double fsync_p50) {
+  if (ms.empty()) return;  // a run asked for none of these
   auto f = Percentiles(ms);
   std::printf("%-34s %6d cmds  p50 %6.2f ms  p99 %7.2f ms  max %7.2f ms   p99 = %.1fx fsync p50 (target <= 5x), max %s 200 ms\n",
               what, n, f.p50, f.p99, f.max, f.p99 / fsync_p50, f.max < 200 ? "<" : ">=");
