@@ -239,14 +239,22 @@ int Main(int argc, char** argv) {
   });
   signal_thread.detach();
 
-  std::function<void()> relay_tick;  // job time-outs, once a second; lives as long as the loop
+  // Job time-outs, once a second while a sensor job is active; an idle relay sets no timer
+  // (the engine calls back when a job becomes active). Both live as long as the loop.
+  std::function<void()> relay_tick;
+  bool relay_tick_armed = false;
   if (relay) {
-    loop.Post([&] { dispatcher.SetRelay(relay.get()); });
     relay_tick = [&] {
       relay->Tick();
-      loop.After(std::chrono::seconds(1), relay_tick);
+      relay_tick_armed = relay->HasActiveJobs();
+      if (relay_tick_armed) loop.After(std::chrono::seconds(1), relay_tick);
     };
-    loop.After(std::chrono::seconds(1), relay_tick);
+    relay->SetOnFirstActiveJob([&] {
+      if (relay_tick_armed) return;
+      relay_tick_armed = true;
+      loop.After(std::chrono::seconds(1), relay_tick);
+    });
+    loop.Post([&] { dispatcher.SetRelay(relay.get()); });
   }
   engine.Start();
   client->Start({

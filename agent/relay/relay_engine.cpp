@@ -127,7 +127,7 @@ ExpectedVoid RelayEngine::SetFirmware(const std::string& rev, std::vector<Firmwa
     // A sensor already flashing its image is left to finish.
     if (kept || job.state == JobState::kUpdating) {
       // Resumed after a restart: the time-out counts from now.
-      if (IsActive(job.state)) progress_at_.try_emplace(job.row, now);
+      if (IsActive(job.state)) MarkProgress(job.row, now, true);
       continue;
     }
     if (job.job) {
@@ -249,7 +249,7 @@ ExpectedVoid RelayEngine::FillSlots() {
     job.offset = 0;
     ++job.attempts;
     if (auto r = Move(job, JobState::kOffered); !r) return r;
-    progress_at_[job.row] = now;
+    MarkProgress(job.row, now);
     offered.push_back(job);
   }
   if (offered.empty()) return {};
@@ -313,6 +313,15 @@ ExpectedVoid RelayEngine::Finish(Job& job, JobState state, std::optional<int> re
   Emit(job, ok ? JobState::kSucceeded : JobState::kFailed, ok ? 100 : job.Progress(),
        state == JobState::kCancelled ? "cancelled: " + reason : reason);
   return {};
+}
+
+void RelayEngine::MarkProgress(std::int64_t row, Clock::time_point at, bool keep_older) {
+  bool was_idle = progress_at_.empty();
+  if (keep_older)
+    progress_at_.try_emplace(row, at);
+  else
+    progress_at_[row] = at;
+  if (was_idle && on_first_active_) on_first_active_();
 }
 
 void RelayEngine::Tick(Clock::time_point now) {
@@ -478,7 +487,7 @@ void RelayEngine::OnStatus(const std::string& id, const nlohmann::json& msg) {
     bool announce = job.state != JobState::kDownloading ||
                     (off * 10 / job.size) != (job.offset * 10 / job.size);
     job.offset = off;
-    progress_at_[job.row] = Clock::now();
+    MarkProgress(job.row, Clock::now());
     r = Move(job, JobState::kDownloading);
     if (r && announce)
       Emit(job, JobState::kDownloading, job.Progress(),
@@ -487,7 +496,7 @@ void RelayEngine::OnStatus(const std::string& id, const nlohmann::json& msg) {
     // Also when already UPDATING: the update command may have been lost with a restart.
     if (job.state != JobState::kUpdating) {
       job.offset = job.size;
-      progress_at_[job.row] = Clock::now();
+      MarkProgress(job.row, Clock::now());
       r = Move(job, JobState::kDownloaded);
       if (!r) {
         log::Error(kLog, r.error().String());

@@ -71,6 +71,10 @@ class RelayEngine {
   // Ends the active jobs with no progress since now - job_timeout (FAILED, slot freed) and
   // offers the freed slots. The agent calls it every second; costs O(active jobs).
   void Tick(Clock::time_point now = Clock::now());
+  // Whether Tick() has a job to watch; when not, an idle agent needs no timer for the relay.
+  bool HasActiveJobs() const { return !progress_at_.empty(); }
+  // Called on the loop when a job becomes active while none was, so the agent re-arms Tick().
+  void SetOnFirstActiveJob(std::function<void()> f) { on_first_active_ = std::move(f); }
 
   // P/state "sensors": at most max_listed [{"id", "model", "version", "seq", "job": {...} | null}].
   nlohmann::json SensorsJson() const;
@@ -101,6 +105,9 @@ class RelayEngine {
   Transport* TransportFor(const std::string& sensor);
   Expected<int> NextWireId(std::int64_t row);
   static nlohmann::json OfferJson(const Job& job);
+  // Records progress on an active job (its time-out counts from at); keep_older leaves an
+  // existing record alone.
+  void MarkProgress(std::int64_t row, Clock::time_point at, bool keep_older = false);
 
   store::Db& db_;
   JobStore store_;
@@ -115,6 +122,7 @@ class RelayEngine {
   std::function<std::uint64_t()> dropped_events_;
   bool waiting_ = true;               // a WAITING job may exist (FillSlots has work)
   std::map<std::int64_t, Clock::time_point> progress_at_;  // active job row → last progress
+  std::function<void()> on_first_active_;
 };
 
 }  // namespace gantry::relay

@@ -201,7 +201,7 @@ class Relay {
         std::lock_guard lock(mu_);
         json jobs = json::object();
         for (auto& [id, bytes] : job_bytes_) jobs[std::to_string(id)] = bytes;
-        return {{"ok", true}, {"frames", frames_}, {"bytes", bytes_}, {"errors", errors_},
+        return {{"ok", true}, {"gets", gets_}, {"frames", frames_}, {"bytes", bytes_}, {"errors", errors_},
                 {"dropped", dropped_.load()}, {"shared", client_ == nullptr},
                 {"connected", client_ ? client_->is_connected() : true}, {"jobs", jobs}};
       }
@@ -437,6 +437,10 @@ class Relay {
   }
 
   void Serve(const Get& g, const std::optional<Job>& job) {
+    {
+      std::lock_guard lock(mu_);
+      ++gets_;
+    }
     if (!job) return SendErr(g, "UnknownJob", 0);
     if (g.off < 0 || static_cast<std::uint64_t>(g.off) >= job->size || g.len <= 0 ||
         static_cast<std::uint64_t>(g.len) > job->chunk || g.n <= 0)
@@ -563,7 +567,7 @@ class Relay {
   std::map<std::string, int> pending_;
   std::map<std::uint16_t, Job> jobs_;
   std::map<std::string, Bucket> buckets_;
-  std::uint64_t frames_ = 0, bytes_ = 0, errors_ = 0;
+  std::uint64_t gets_ = 0, frames_ = 0, bytes_ = 0, errors_ = 0;  // gets served (not dropped)
   std::mutex budget_mu_;  // the MQTT callback thread's; apart from mu_, which the worker holds
   std::unordered_map<std::string, Bucket> budgets_;
   std::size_t sweep_at_ = kBudgetSweepAt;  // budgets_.size() that triggers the next sweep

@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
         {"failed", host.SensorsWithStatus("FAILED").size()},
         {"elapsed_s", elapsed},
         {"payload_bytes", stats["bytes"]},
+        {"gets", stats["gets"]},
         {"frames", stats["frames"]},
         {"errors", stats["errors"]},
         {"cpu_user_s", ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6},

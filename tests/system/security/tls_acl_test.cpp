@@ -28,7 +28,7 @@ struct Pki {
         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout rogue-ca.key -out rogue-ca.crt -days 2 -subj /CN=rogue-ca;"
         "gen server 127.0.0.1; printf 'subjectAltName=IP:127.0.0.1' > san.ext;"
         "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile san.ext;"
-        "for c in gw-test operator gw-other; do gen $c $c;"
+        "for c in gw-test operator gw-other s-victim s-rogue; do gen $c $c;"
         "  openssl x509 -req -in $c.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $c.crt -days 2; done;"
         "gen forged gw-test;"
         "openssl x509 -req -in forged.csr -CA rogue-ca.crt -CAkey rogue-ca.key -CAcreateserial -out forged.crt -days 2;";
@@ -74,6 +74,16 @@ struct Pki {
 
 bool Contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
+}
+
+// The ACL docs/relay.md tells operators to install (the code block after "# /etc/mosquitto/acl"),
+// so this test fails when that block stops confining sensors.
+std::string DocumentedRelayAcl() {
+  std::string doc = Slurp(SourceDir() + "/docs/relay.md");
+  auto start = doc.find("# /etc/mosquitto/acl\n");
+  if (start == std::string::npos) throw std::runtime_error("docs/relay.md has no '# /etc/mosquitto/acl' block");
+  auto end = doc.find("```", start);
+  return doc.substr(start, end - start);
 }
 
 }  // namespace
@@ -181,6 +191,109 @@ TEST(SecurityTls, DeviceConfinedToItsTopicsAndOthersCannotCommandIt) {
           {"revision", a.Sign(a.Revision("t2", 2, FirmwareState({{"m1", id2}}), {{id2, fw2}}))}});
   EXPECT_EQ(a.WaitFinal("op-2")["status"], "DONE") << a.AgentLog();
   EXPECT_FALSE(Contains(a.AgentLog(), "subscription refused")) << a.AgentLog();
+  EXPECT_EQ(a.SchemaProblems(), "");
+  EXPECT_EQ(tally.lost, 0);
+  tally.Print();
+}
+
+// docs/relay.md's ACL on a TLS broker where each certificate's CN is the username: a sensor
+// (CN = its sensor id) cannot speak for another sensor of the same gateway or read its offer,
+// while the same message on its own topics is acted on; the gateway's relay works inside it.
+TEST(SecurityTls, SensorsSpeakOnlyForThemselvesUnderTheDocumentedRelayAcl) {
+  Tally tally{"security-relay-acl"};
+  Pki pki;
+  std::string acl = DocumentedRelayAcl() + "\nuser operator\ntopic readwrite gantry/#\n";
+  Spit(pki.p("relay.acl"), acl);
+  std::string broker_config = pki.BrokerConfig();
+  broker_config.replace(broker_config.find(pki.p("acl")), pki.p("acl").size(), pki.p("relay.acl"));
+  AgentFixture a(5, broker_config);
+  a.operator_tls = Tls{pki.p("ca.crt"), pki.p("operator.crt"), pki.p("operator.key")};
+  a.config["mqtt"]["uri"] = a.broker().uri("ssl");
+  a.config["mqtt"]["ca_file"] = pki.p("ca.crt");
+  a.config["mqtt"]["cert_file"] = pki.p("gw-test.crt");
+  a.config["mqtt"]["key_file"] = pki.p("gw-test.key");
+  a.config["relay"] = {{"transports", {"mqtt"}}, {"job_timeout_s", 600}};
+  a.StartAgent();
+  ASSERT_TRUE(a.WaitOnline()) << a.AgentLog() << a.broker().log();
+  const int port = a.broker().port();
+
+  std::string image(16 * 1024, '\0');
+  for (size_t i = 0; i < image.size(); ++i) image[i] = static_cast<char>(i * 131 % 251);
+  auto fw = a.PutBlock(image);
+  a.Send({{"id", "c1"}, {"op", "update"},
+          {"revision", a.Sign(a.Revision("r1", 1, FirmwareState({{"th", fw}}), {{fw, image}}))}});
+  ASSERT_EQ(a.WaitFinal("c1")["status"], "DONE") << a.AgentLog();
+
+  auto sensor_events = [&](const std::string& sensor) {
+    std::vector<json> out;
+    for (auto& r : a.op().Log())
+      if (r.topic == a.Prefix() + "/progress" && r.body.is_object() && r.body.value("sensor", "") == sensor)
+        out.push_back(r.body);
+    return out;
+  };
+  auto has_status = [&](const std::string& sensor, const std::string& status) {
+    for (auto& e : sensor_events(sensor))
+      if (e.value("status", "") == status) return true;
+    return false;
+  };
+  auto pub = [&](const std::string& cert, const std::string& topic, const json& body, bool retain) {
+    auto [rc, out] = Sh("timeout 10 mosquitto_pub " + pki.Client(port, cert) + " -i " + cert + " -q 1 " +
+                        (retain ? "-r " : "") + "-t " + ShQuote(topic) + " -m " + ShQuote(body.dump()) + " 2>&1");
+    ++tally.inputs;
+    return std::pair{rc, out};
+  };
+  json hello = {{"model", "th"}, {"version", "0.9.0"}, {"seq", 0}, {"slot", 1 << 20},
+                {"max_chunk", 256}, {"window", 4}, {"state", 0}, {"result", 0}};
+  const std::string victim = a.Prefix() + "/sensors/s-victim";
+  const std::string rogue = a.Prefix() + "/sensors/s-rogue";
+
+  // The victim says hello and is offered the image; it reads its own offer.
+  auto [hrc, hout] = pub("s-victim", victim + "/hello", hello, true);
+  ASSERT_EQ(hrc, 0) << hout;
+  ASSERT_TRUE(a.op().WaitFor([&](auto&) { return has_status("s-victim", "OFFERED"); }, std::chrono::seconds(30)))
+      << a.AgentLog();
+  auto [orc, offer_out] = Sh("timeout 10 mosquitto_sub " + pki.Client(port, "s-victim") +
+                             " -i s-victim-reader -C 1 -W 5 -t " + ShQuote(victim + "/offer"));
+  json offer = json::parse(offer_out, nullptr, false);
+  ASSERT_TRUE(offer.is_object() && offer.contains("job")) << "the victim cannot read its offer: " << offer_out;
+
+  // The rogue, a sensor of the same fleet, cannot read that offer...
+  auto [src, spied] = Sh("timeout 10 mosquitto_sub " + pki.Client(port, "s-rogue") + " -i s-rogue-reader -v -W 3 -t " +
+                         ShQuote(victim + "/#"));
+  ++tally.inputs;
+  EXPECT_FALSE(Contains(spied, victim)) << "s-rogue read s-victim's topics:\n" << spied;
+  if (Contains(spied, victim)) ++tally.lost;
+  // ...nor, knowing the job id, report "reverted" (result 8, which blocks the image for the
+  // victim for good) or a fresh hello in the victim's name.
+  json reverted = {{"job", offer["job"]}, {"state", 0}, {"result", 8}};
+  auto [rrc, rout] = pub("s-rogue", victim + "/status", reverted, true);
+  std::printf("s-rogue publishes s-victim's status: mosquitto_pub exit %d %s\n", rrc, rout.c_str());
+  json downgrade = hello;
+  downgrade["model"] = "other";
+  pub("s-rogue", victim + "/hello", downgrade, true);
+  // Its own hello goes through (after the spoofs, on the same broker: the agent has seen
+  // whatever of them the broker passed on by the time it offers to the rogue).
+  auto [own_rc, own_out] = pub("s-rogue", rogue + "/hello", hello, true);
+  ASSERT_EQ(own_rc, 0) << own_out;
+  ASSERT_TRUE(a.op().WaitFor([&](auto&) { return has_status("s-rogue", "OFFERED"); }, std::chrono::seconds(30)))
+      << a.AgentLog() << a.broker().log();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  bool harmed = has_status("s-victim", "FAILED") || has_status("s-victim", "NOT_APPLICABLE") ||
+                has_status("s-victim", "CANCELLED");
+  std::string seen;
+  for (auto& e : sensor_events("s-victim")) seen += e.dump() + "\n";
+  EXPECT_FALSE(harmed) << "s-rogue's messages reached the victim's job:\n" << seen;
+  if (harmed) ++tally.lost;
+
+  // The same "reverted" from the victim itself is acted on: the spoof was refused by the
+  // broker, not ignored by the agent for being malformed.
+  auto [vrc, vout] = pub("s-victim", victim + "/status", reverted, true);
+  ASSERT_EQ(vrc, 0) << vout;
+  EXPECT_TRUE(a.op().WaitFor([&](auto&) { return has_status("s-victim", "FAILED"); }, std::chrono::seconds(30)))
+      << "the victim's own status was not acted on:\n" << a.AgentLog();
+  // The relay used the device's one connection and identity throughout.
+  EXPECT_FALSE(Contains(a.AgentLog(), "subscription refused")) << a.AgentLog();
+  EXPECT_FALSE(Contains(a.broker().log(), "gw-test-relay")) << a.broker().log();
   EXPECT_EQ(a.SchemaProblems(), "");
   EXPECT_EQ(tally.lost, 0);
   tally.Print();
