@@ -25,6 +25,9 @@ class PluginTransport : public Transport {
   ExpectedVoid SetImages(const nlohmann::json& images) override {
     return Void(plugin_->Call("set-images", images));
   }
+  ExpectedVoid UpdateJobs(const nlohmann::json& delta) override {
+    return Void(plugin_->Call("update-jobs", delta));
+  }
   Expected<nlohmann::json> Stats() override { return plugin_->Call("stats", nlohmann::json::object()); }
 
  private:

@@ -253,8 +253,11 @@ ExpectedVoid RelayEngine::FillSlots() {
     offered.push_back(job);
   }
   if (offered.empty()) return {};
-  // Images first, so that a sensor answering the offer at once finds its job.
-  if (auto r = PushImages(); !r) return r;
+  // Jobs first, so that a sensor answering the offer at once finds its job.
+  nlohmann::json add = nlohmann::json::array();
+  for (auto& job : offered)
+    if (auto entry = ServableEntry(job)) add.push_back(std::move(*entry));
+  if (auto r = PushJobs(std::move(add), nlohmann::json::array()); !r) return r;
   for (auto& job : offered) {
     auto* t = TransportFor(job.sensor);
     if (!t) continue;
@@ -269,22 +272,28 @@ ExpectedVoid RelayEngine::FillSlots() {
   return {};
 }
 
+std::optional<nlohmann::json> RelayEngine::ServableEntry(const Job& job) const {
+  if (!IsActive(job.state) || !job.job) return std::nullopt;
+  auto fw = firmware_.find(job.model);
+  if (fw == firmware_.end() || fw->second.sha256 != job.sha256) return std::nullopt;
+  return nlohmann::json{{"job", *job.job},       {"sensor", job.sensor}, {"sha256", job.sha256},
+                        {"size", job.size},      {"chunk", job.chunk},   {"window", job.window},
+                        {"path", fw->second.image.string()}};
+}
+
+ExpectedVoid RelayEngine::PushJobs(nlohmann::json add, nlohmann::json remove) {
+  nlohmann::json delta = {{"add", std::move(add)}, {"remove", std::move(remove)}};
+  for (auto& t : transports_)
+    if (auto r = t->UpdateJobs(delta); !r) return r;
+  return {};
+}
+
 ExpectedVoid RelayEngine::PushImages() {
   nlohmann::json jobs = nlohmann::json::array();
   auto open = store_.OpenJobs();
   if (!open) return Unexpected(open.error());
-  for (auto& job : *open) {
-    if (!IsActive(job.state) || !job.job) continue;
-    auto fw = firmware_.find(job.model);
-    if (fw == firmware_.end() || fw->second.sha256 != job.sha256) continue;
-    jobs.push_back({{"job", *job.job},
-                    {"sensor", job.sensor},
-                    {"sha256", job.sha256},
-                    {"size", job.size},
-                    {"chunk", job.chunk},
-                    {"window", job.window},
-                    {"path", fw->second.image.string()}});
-  }
+  for (auto& job : *open)
+    if (auto entry = ServableEntry(job)) jobs.push_back(std::move(*entry));
   nlohmann::json images = nlohmann::json::array();
   for (auto& [model, fw] : firmware_)
     images.push_back({{"sha256", fw.sha256}, {"size", fw.size}, {"path", fw.image.string()}});
@@ -304,7 +313,8 @@ ExpectedVoid RelayEngine::Finish(Job& job, JobState state, std::optional<int> re
   if (auto r = Move(job, state); !r) return r;
   progress_at_.erase(job.row);
   if (was_active) {
-    if (auto r = PushImages(); !r) return r;
+    if (job.job)
+      if (auto r = PushJobs(nlohmann::json::array(), nlohmann::json::array({*job.job})); !r) return r;
     if (auto* t = TransportFor(job.sensor))
       if (auto r = t->ClearOffer(job.sensor); !r)
         log::Warn(kLog, "clearing the offer to " + job.sensor + ": " + r.error().String());

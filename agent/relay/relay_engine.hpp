@@ -100,7 +100,12 @@ class RelayEngine {
                       const std::string& reason, bool blocked);
   // Moves job to state and saves it; refuses a move the transition table does not allow.
   ExpectedVoid Move(Job& job, JobState state);
+  // Sends every transport the full set of servable jobs and the revision's images.
   ExpectedVoid PushImages();
+  // Sends the transports only what changed: jobs now servable, job ids no longer servable.
+  ExpectedVoid PushJobs(nlohmann::json add, nlohmann::json remove);
+  // The transports' entry for a job they may serve, or nothing when it may not be served.
+  std::optional<nlohmann::json> ServableEntry(const Job& job) const;
   void Emit(const Job& job, JobState status, int progress, const std::string& msg);
   Transport* TransportFor(const std::string& sensor);
   Expected<int> NextWireId(std::int64_t row);

@@ -31,6 +31,9 @@ class Transport {
   // jobs: the open jobs (MQTT pulls are by job); images: the revision's images (CoAP pulls by
   // sha256).
   virtual ExpectedVoid SetImages(const nlohmann::json& images) = 0;
+  // A change to the jobs of the last SetImages, so that one offer or one finished job costs
+  // O(1), not a copy of every open job: {"add": [job entries as above], "remove": [job ids]}.
+  virtual ExpectedVoid UpdateJobs(const nlohmann::json& delta) = 0;
   // Counters: {"frames", "bytes", "jobs": {"<job>": bytes served}}.
   virtual Expected<nlohmann::json> Stats() = 0;
 };

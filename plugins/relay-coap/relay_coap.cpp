@@ -245,6 +245,8 @@ char* CallOp(void* instance, const char* op_c, const char* request_json) {
     if (req.is_discarded()) reply = ErrorReply("bad_request", "request is not JSON");
     else if (op == "set-images") reply = server->SetImages(req);
     else if (op == "stats") reply = server->Stats();
+    // CoAP pulls by sha256 (set-images' images); jobs are the MQTT transport's.
+    else if (op == "update-jobs") reply = {{"ok", true}};
     // CoAP sensors pull by sha256; there is no channel to push offers or commands to them.
     else if (op == "offer" || op == "clear-offer" || op == "cmd")
       reply = ErrorReply("unsupported", "relay-coap cannot " + op + ": sensors pull by sha256");

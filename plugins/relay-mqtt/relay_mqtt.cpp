@@ -36,6 +36,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <variant>
 
 #include <mqtt/async_client.h>
 #include <nlohmann/json.hpp>
@@ -197,6 +198,7 @@ class Relay {
         return {{"ok", true}};
       }
       if (op == "set-images") return SetImages(req);
+      if (op == "update-jobs") return UpdateJobs(req);
       if (op == "stats") {
         std::lock_guard lock(mu_);
         json jobs = json::object();
@@ -389,22 +391,53 @@ class Relay {
     else cv_.notify_one();
   }
 
+  // A job entry of set-images / update-jobs, checked; an error reply when it is not valid.
+  static std::variant<Job, json> ParseJob(const json& j) {
+    auto id = j.at("job").get<std::int64_t>();
+    if (id < 1 || id > 65535) return ErrorReply("bad_request", "job id out of range");
+    Job job{static_cast<std::uint16_t>(id), j.at("sensor").get<std::string>(),
+            j.at("path").get<std::string>(), j.at("size").get<std::uint64_t>(),
+            j.at("chunk").get<std::uint64_t>(), j.at("window").get<std::uint64_t>()};
+    if (job.size > 0xFFFFFFFFull || job.chunk == 0 || job.chunk > 4096 || job.window == 0)
+      return ErrorReply("bad_request", "job " + std::to_string(id) + " has bad limits");
+    return job;
+  }
+
   json SetImages(const json& req) {
     std::map<std::uint16_t, Job> jobs;
     for (auto& j : req.at("jobs")) {
-      auto id = j.at("job").get<std::int64_t>();
-      if (id < 1 || id > 65535) return ErrorReply("bad_request", "job id out of range");
-      Job job{static_cast<std::uint16_t>(id), j.at("sensor").get<std::string>(),
-              j.at("path").get<std::string>(), j.at("size").get<std::uint64_t>(),
-              j.at("chunk").get<std::uint64_t>(), j.at("window").get<std::uint64_t>()};
-      if (job.size > 0xFFFFFFFFull || job.chunk == 0 || job.chunk > 4096 || job.window == 0)
-        return ErrorReply("bad_request", "job " + std::to_string(id) + " has bad limits");
+      auto parsed = ParseJob(j);
+      if (auto* err = std::get_if<json>(&parsed)) return *err;
+      auto& job = std::get<Job>(parsed);
       jobs.emplace(job.id, std::move(job));
     }
     std::lock_guard lock(mu_);
     jobs_ = std::move(jobs);
     for (auto it = job_bytes_.begin(); it != job_bytes_.end();)
       it = jobs_.count(it->first) ? std::next(it) : job_bytes_.erase(it);
+    return {{"ok", true}};
+  }
+
+  // {"add": [job entries], "remove": [job ids]}: all checked before any is applied.
+  json UpdateJobs(const json& req) {
+    std::vector<Job> add;
+    for (auto& j : req.at("add")) {
+      auto parsed = ParseJob(j);
+      if (auto* err = std::get_if<json>(&parsed)) return *err;
+      add.push_back(std::move(std::get<Job>(parsed)));
+    }
+    std::vector<std::int64_t> remove;
+    for (auto& id : req.at("remove")) remove.push_back(id.get<std::int64_t>());
+    std::lock_guard lock(mu_);
+    for (auto id : remove) {
+      if (id < 1 || id > 65535) continue;
+      jobs_.erase(static_cast<std::uint16_t>(id));
+      job_bytes_.erase(static_cast<std::uint16_t>(id));
+    }
+    for (auto& job : add) {
+      job_bytes_.erase(job.id);
+      jobs_.insert_or_assign(job.id, std::move(job));
+    }
     return {{"ok", true}};
   }
 

@@ -58,7 +58,7 @@ head -c "$SIZE" /dev/urandom >"$WORK/image.bin"
 mkdir -p "$WORK/data"
 
 # --- the relay -----------------------------------------------------------------------------
-GANTRY_BUILD_DIR="$BUILD" "$BUILD/gantry-relay-bench-host" --broker "$BROKER" \
+${RELAY_BENCH_WRAP:-} env GANTRY_BUILD_DIR="$BUILD" "$BUILD/gantry-relay-bench-host" --broker "$BROKER" \
   --data-dir "$WORK/data" --image "$WORK/image.bin" --count "$SENSORS" \
   --max-concurrent "$MAX_CONCURRENT" >"$WORK/host.out" 2>"$WORK/host.err" &
 HOST=$!

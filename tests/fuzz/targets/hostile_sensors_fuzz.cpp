@@ -72,6 +72,15 @@ class FakeTransport : public gantry::relay::Transport {
     if (jobs.size() > static_cast<std::size_t>(kMaxConcurrent)) std::abort();
     return {};
   }
+  gantry::ExpectedVoid UpdateJobs(const json& delta) override {
+    for (const auto& id : delta.at("remove")) jobs.erase(id.get<std::int64_t>());
+    for (const auto& j : delta.at("add")) {
+      auto wire = j.at("job").get<std::int64_t>();
+      if (!jobs.emplace(wire, j.at("sensor").get<std::string>()).second) std::abort();  // one wire id, two jobs
+    }
+    if (jobs.size() > static_cast<std::size_t>(kMaxConcurrent)) std::abort();
+    return {};
+  }
   gantry::Expected<json> Stats() override { return json::object(); }
 
   // relay-mqtt's rule: a get names a job; it is served only to the sensor the job is for.

@@ -34,6 +34,7 @@ class AcceptingTransport : public gantry::relay::Transport {
   gantry::ExpectedVoid ClearOffer(const std::string&) override { return {}; }
   gantry::ExpectedVoid SendCmd(const std::string&, const json&) override { return {}; }
   gantry::ExpectedVoid SetImages(const json&) override { return {}; }
+  gantry::ExpectedVoid UpdateJobs(const json&) override { return {}; }
   gantry::Expected<json> Stats() override { return json::object(); }
 
  private:

@@ -18,6 +18,8 @@ struct FakeTransport : Transport {
     std::vector<std::pair<std::string, json>> offers, cmds;
     std::vector<std::string> cleared;
     json images;
+    int job_updates = 0;
+    int full_sets = 0;
   };
   explicit FakeTransport(Log& log) : log_(log) {}
   const std::string& Name() const override { return name_; }
@@ -35,6 +37,23 @@ struct FakeTransport : Transport {
   }
   ExpectedVoid SetImages(const json& i) override {
     log_.images = i;
+    ++log_.full_sets;
+    return {};
+  }
+  // Applied to the last SetImages as relay-mqtt does, so images["jobs"] is what it would serve.
+  ExpectedVoid UpdateJobs(const json& delta) override {
+    auto& jobs = log_.images["jobs"];
+    if (!jobs.is_array()) jobs = json::array();
+    json kept = json::array();
+    for (auto& j : jobs) {
+      bool removed = false;
+      for (auto& id : delta.at("remove")) removed = removed || j["job"] == id;
+      for (auto& a : delta.at("add")) removed = removed || j["job"] == a["job"];
+      if (!removed) kept.push_back(j);
+    }
+    for (auto& a : delta.at("add")) kept.push_back(a);
+    jobs = kept;
+    ++log_.job_updates;
     return {};
   }
   Expected<json> Stats() override { return json::object(); }
@@ -312,4 +331,23 @@ TEST_F(RelayEngineTest, EventsTheHostDroppedAreCountedInState) {
   engine_->SetDroppedEvents([&] { return dropped; });
   dropped = 18976;
   EXPECT_EQ(engine_->CountsJson()["dropped_events"], 18976);
+}
+
+// Each offer and each finished job sends the transport only that job (a flood of 1,000
+// sensors made a full job list per event quadratic); what it may serve stays exact.
+TEST_F(RelayEngineTest, OffersAndFinishesSendOnlyTheChangedJob) {
+  ASSERT_TRUE(engine_->SetFirmware("r1", {Fw("th", kShaA, 7)}));
+  int full_sets = log_.full_sets;
+  for (int i = 1; i <= 5; ++i) engine_->OnTransportEvent(Hello("s" + std::to_string(i), "th", 3));
+  ASSERT_EQ(log_.offers.size(), 5u);
+  EXPECT_EQ(log_.full_sets, full_sets);
+  EXPECT_EQ(log_.job_updates, 5);
+  ASSERT_EQ(log_.images["jobs"].size(), 5u);
+  // s2 reports it reverted (result 8): only its job leaves the servable set.
+  int job2 = JobOf("s2");
+  engine_->OnTransportEvent(Status("s2", job2, 0, 8));
+  EXPECT_EQ(log_.full_sets, full_sets);
+  ASSERT_EQ(log_.images["jobs"].size(), 4u);
+  for (auto& j : log_.images["jobs"]) EXPECT_NE(j["job"], job2);
+  EXPECT_EQ(log_.images["jobs"][0]["sensor"], "s1");
 }
