@@ -127,7 +127,7 @@ ExpectedVoid RelayEngine::SetFirmware(const std::string& rev, std::vector<Firmwa
     // A sensor already flashing its image is left to finish.
     if (kept || job.state == JobState::kUpdating) {
       // Resumed after a restart: the time-out counts from now.
-      if (IsActive(job.state)) MarkProgress(job.row, now, true);
+      if (IsActive(job.state)) MarkProgress(job.row, now, -1, true);
       continue;
     }
     if (job.job) {
@@ -306,6 +306,7 @@ ExpectedVoid RelayEngine::PushImages() {
 ExpectedVoid RelayEngine::Finish(Job& job, JobState state, std::optional<int> result,
                                  const std::string& reason, bool blocked) {
   bool was_active = IsActive(job.state);
+  Overlay(job);  // the offset it reached is written with its end
   if (result) job.result = *result;
   job.reason = reason;
   job.blocked = job.blocked || blocked;
@@ -325,19 +326,25 @@ ExpectedVoid RelayEngine::Finish(Job& job, JobState state, std::optional<int> re
   return {};
 }
 
-void RelayEngine::MarkProgress(std::int64_t row, Clock::time_point at, bool keep_older) {
+void RelayEngine::MarkProgress(std::int64_t row, Clock::time_point at, std::int64_t offset,
+                               bool keep_older) {
   bool was_idle = progress_at_.empty();
   if (keep_older)
-    progress_at_.try_emplace(row, at);
+    progress_at_.try_emplace(row, Watch{at, offset});
   else
-    progress_at_[row] = at;
+    progress_at_[row] = Watch{at, offset};
   if (was_idle && on_first_active_) on_first_active_();
+}
+
+void RelayEngine::Overlay(Job& job) const {
+  auto it = progress_at_.find(job.row);
+  if (it != progress_at_.end() && it->second.offset > job.offset) job.offset = it->second.offset;
 }
 
 void RelayEngine::Tick(Clock::time_point now) {
   std::vector<std::int64_t> expired;
-  for (auto& [row, at] : progress_at_)
-    if (now - at >= limits_.job_timeout) expired.push_back(row);
+  for (auto& [row, watch] : progress_at_)
+    if (now - watch.at >= limits_.job_timeout) expired.push_back(row);
   if (expired.empty()) return;
   auto open = store_.OpenJobs();
   if (!open) {
@@ -467,6 +474,7 @@ void RelayEngine::OnStatus(const std::string& id, const nlohmann::json& msg) {
   }
   Job& job = **found;
   if (!IsActive(job.state)) return;
+  Overlay(job);
   auto reason = GetString(msg, "reason");
   if (reason && reason->size() > 256) {
     // Cut at a character boundary: half a UTF-8 character makes the progress event unprintable
@@ -496,9 +504,12 @@ void RelayEngine::OnStatus(const std::string& id, const nlohmann::json& msg) {
     if (!moved) return;
     bool announce = job.state != JobState::kDownloading ||
                     (off * 10 / job.size) != (job.offset * 10 / job.size);
+    bool first = job.state != JobState::kDownloading;
     job.offset = off;
-    MarkProgress(job.row, Clock::now());
-    r = Move(job, JobState::kDownloading);
+    MarkProgress(job.row, Clock::now(), off);
+    // The move to DOWNLOADING is written; later offsets live in memory until the job's next
+    // state (a sensor resumes from its own offset after a restart of the agent anyway).
+    if (first) r = Move(job, JobState::kDownloading);
     if (r && announce)
       Emit(job, JobState::kDownloading, job.Progress(),
            std::to_string(off) + " of " + std::to_string(job.size) + " B");
@@ -507,17 +518,16 @@ void RelayEngine::OnStatus(const std::string& id, const nlohmann::json& msg) {
     if (job.state != JobState::kUpdating) {
       job.offset = job.size;
       MarkProgress(job.row, Clock::now());
-      r = Move(job, JobState::kDownloaded);
+      // Both moves in one commit (one fsync); the events follow what was written.
+      r = db_.InTransaction([&]() -> ExpectedVoid {
+        if (auto m = Move(job, JobState::kDownloaded); !m) return m;
+        return Move(job, JobState::kUpdating);
+      });
       if (!r) {
         log::Error(kLog, r.error().String());
         return;
       }
       Emit(job, JobState::kDownloaded, 100, "image verified by the sensor");
-      r = Move(job, JobState::kUpdating);
-      if (!r) {
-        log::Error(kLog, r.error().String());
-        return;
-      }
       Emit(job, JobState::kUpdating, 100, "update command sent");
     }
     if (auto* t = TransportFor(id)) r = t->SendCmd(id, {{"job", *job.job}, {"op", "update"}});
@@ -557,12 +567,14 @@ nlohmann::json RelayEngine::SensorsJson() const {
     log::Error(kLog, listed.error().String());
     return out;
   }
-  for (auto& [s, job] : *listed)
+  for (auto& [s, job] : *listed) {
+    if (job) Overlay(*job);
     out.push_back({{"id", s.id},
                    {"model", s.model},
                    {"version", s.version},
                    {"seq", s.seq},
                    {"job", job ? job->Json() : nlohmann::json()}});
+  }
   return out;
 }
 

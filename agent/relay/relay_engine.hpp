@@ -112,7 +112,12 @@ class RelayEngine {
   static nlohmann::json OfferJson(const Job& job);
   // Records progress on an active job (its time-out counts from at); keep_older leaves an
   // existing record alone.
-  void MarkProgress(std::int64_t row, Clock::time_point at, bool keep_older = false);
+  // offset: the sensor's offset when it reported one (kept in memory only: a job's offset is
+  // written when its state changes, not at every report, which saves an fsync per report).
+  void MarkProgress(std::int64_t row, Clock::time_point at, std::int64_t offset = -1,
+                    bool keep_older = false);
+  // Brings a job read from the store up to the offset last reported in memory.
+  void Overlay(Job& job) const;
 
   store::Db& db_;
   JobStore store_;
@@ -126,7 +131,11 @@ class RelayEngine {
   std::uint64_t ignored_hellos_ = 0;  // hellos from sensors beyond max_sensors
   std::function<std::uint64_t()> dropped_events_;
   bool waiting_ = true;               // a WAITING job may exist (FillSlots has work)
-  std::map<std::int64_t, Clock::time_point> progress_at_;  // active job row → last progress
+  struct Watch {
+    Clock::time_point at;     // last progress (new state or higher offset)
+    std::int64_t offset = -1;  // last reported offset, when newer than the stored one
+  };
+  std::map<std::int64_t, Watch> progress_at_;  // active job row → its progress
   std::function<void()> on_first_active_;
 };
 
