@@ -42,18 +42,6 @@ std::int64_t SteadyMs() {
 
 constexpr const char* kLog = "gantryd";
 
-// Stops two agents from sharing one data dir (docs/operator-guide.md). Held until the process exits.
-Expected<int> LockDataDir(const std::filesystem::path& data_dir) {
-  auto path = data_dir / "lock";
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return Fail("io", fs::ErrnoMessage("cannot open", path));
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    ::close(fd);
-    return Fail("locked", "another gantryd holds " + path.string());
-  }
-  return fd;
-}
-
 std::optional<std::string> ReadPassword(const std::optional<std::string>& file) {
   if (!file) return std::nullopt;
   auto text = fs::ReadFile(*file, 4096);
@@ -103,7 +91,7 @@ int Main(int argc, char** argv) {
     log::Error(kLog, r.error().String());
     return 3;
   }
-  auto lock = LockDataDir(cfg->data_dir);
+  auto lock = fs::LockDataDir(cfg->data_dir);  // held until Main returns
   if (!lock) {
     log::Error(kLog, lock.error().String());
     return 3;

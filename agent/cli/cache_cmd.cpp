@@ -33,13 +33,12 @@ void OnSignal(int) { g_cancel = true; }
 // gantryd that owns the same data dir (verify and ls only read, and take no lock).
 fs::Fd LockDataDir(const std::string& data_dir) {
   if (auto r = fs::MakeDirs(data_dir, 0700); !r) Die(kExitError, r.error().message);
-  auto path = data_dir + "/lock";
-  fs::Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!fd) Die(kExitError, fs::ErrnoMessage("cannot open", path));
-  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
-    Die(kExitError, path + " is locked: gantryd is running on this data dir; send it a gc "
-                           "command over MQTT instead");
-  return fd;
+  auto fd = fs::LockDataDir(data_dir);
+  if (!fd && fd.error().code == "locked")
+    Die(kExitError, data_dir + "/lock is locked: gantryd is running on this data dir; send it a gc "
+                               "command over MQTT instead");
+  if (!fd) Die(kExitError, fd.error().message);
+  return std::move(*fd);
 }
 
 std::unique_ptr<cache::BlockCache> OpenCache(const std::string& data_dir, std::uint64_t quota) {

@@ -12,7 +12,6 @@
 
 #include "core/fs.hpp"
 #include "core/names.hpp"
-#include "core/names.hpp"
 
 namespace gantry::config {
 namespace {
@@ -67,18 +66,6 @@ ExpectedVoid Int(const json& v, const std::string& path, int& out, int min, int 
 }
 
 bool HasNul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
-
-// ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$ without "..", as a revision's "group:<g>" target: a group
-// becomes one level of <root>/group/<group>/cmd.
-bool IsGroupName(std::string_view s) {
-  auto alnum = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-  };
-  if (s.empty() || s.size() > 63 || !alnum(s[0])) return false;
-  for (char c : s)
-    if (!(alnum(c) || c == '.' || c == '_' || c == '-')) return false;
-  return s.find("..") == std::string_view::npos;
-}
 
 // ^(tcp|ssl|mqtt|mqtts|ws|wss)://[A-Za-z0-9._~%:\[\]-]+(/[!-~]*)?$ — what Paho accepts.
 bool IsBrokerUri(std::string_view s) {

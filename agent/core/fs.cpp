@@ -1,6 +1,7 @@
 #include "core/fs.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -24,6 +25,14 @@ Fd::~Fd() {
 
 std::string ErrnoMessage(std::string_view what, const stdfs::path& path) {
   return std::string(what) + " " + path.string() + ": " + std::strerror(errno);
+}
+
+Expected<Fd> LockDataDir(const stdfs::path& data_dir) {
+  auto path = data_dir / "lock";
+  Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd) return Fail("io", ErrnoMessage("cannot open", path));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return Fail("locked", "another gantryd holds " + path.string());
+  return fd;
 }
 
 Expected<std::string> ReadFile(const stdfs::path& path, std::uint64_t max_bytes) {

@@ -43,4 +43,9 @@ class Fd {
 
 std::string ErrnoMessage(std::string_view what, const stdfs::path& path);
 
+// The data dir's lock (<data_dir>/lock, flock'd): one gantryd per data dir, and the cache's
+// writers in gantryctl never beside it (docs/operator-guide.md). Held while the Fd lives.
+// Errors: "io" (cannot open), "locked" (another process holds it).
+Expected<Fd> LockDataDir(const stdfs::path& data_dir);
+
 }  // namespace gantry::fs

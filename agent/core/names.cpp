@@ -11,6 +11,16 @@ bool IsSafeName(std::string_view s) {
   return s != "." && s != ".." && s.find("..") == std::string_view::npos;
 }
 
+bool IsGroupName(std::string_view s) {
+  auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  if (s.empty() || s.size() > 63 || !alnum(s[0])) return false;
+  for (char c : s)
+    if (!(alnum(c) || c == '.' || c == '_' || c == '-')) return false;
+  return s.find("..") == std::string_view::npos;
+}
+
 bool IsSafeKey(std::string_view s) {
   if (s.empty() || s.front() == '/') return false;
   // docs/revision-format.md: no key "contains ..", not only as a whole segment.

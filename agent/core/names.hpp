@@ -12,5 +12,9 @@ bool IsSafeName(std::string_view s);
 inline constexpr std::size_t kMaxContainerName = 63 - 13;
 // A state key: relative, no "..", no NUL, no backslash, no empty segment.
 bool IsSafeKey(std::string_view s);
+// A group: of devices (config mqtt.groups, a revision's "group:<g>" target, one topic level
+// of <root>/group/<group>/cmd) or of containers in a state. Mixed case allowed:
+// ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$ without "..".
+bool IsGroupName(std::string_view s);
 
 }  // namespace gantry

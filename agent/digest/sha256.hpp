@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "core/error.hpp"
 
@@ -26,6 +27,7 @@ class Sha256 {
 };
 
 std::string Sha256Hex(const void* data, size_t size);
+inline std::string Sha256Hex(std::string_view data) { return Sha256Hex(data.data(), data.size()); }
 Expected<std::string> Sha256File(const std::filesystem::path& path);
 
 }  // namespace gantry::digest

@@ -5,7 +5,7 @@
 
 #include "core/hex.hpp"
 #include "core/names.hpp"
-#include "crypto/sha256.hpp"
+#include "digest/sha256.hpp"
 
 namespace gantry::manifest {
 namespace {
@@ -317,7 +317,7 @@ Expected<Container> ParseContainer(const std::string& c, const std::vector<std::
                                           : ConfigFile{"", Dump(v)};
     own[key] = v;
   }
-  ct.content_key = crypto::Sha256Hex("gantry-container-v1\n" + Dump(own));
+  ct.content_key = digest::Sha256Hex("gantry-container-v1\n" + Dump(own));
   return ct;
 }
 
@@ -374,17 +374,6 @@ Expected<SensorFirmware> ParseSensor(const std::string& model,
 }
 
 }  // namespace
-
-bool IsGroupName(std::string_view s) {
-  if (s.empty() || s.size() > 63) return false;
-  auto alnum = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-  };
-  if (!alnum(s[0])) return false;
-  for (char c : s)
-    if (!(alnum(c) || c == '.' || c == '_' || c == '-')) return false;
-  return s.find("..") == std::string_view::npos;
-}
 
 std::vector<std::string> State::ReferencedBlocks() const {
   std::set<std::string> out;

@@ -112,7 +112,4 @@ struct State {
 
 Expected<State> ParseState(const nlohmann::json& state, const StateOptions& options = {});
 
-// Group names may be mixed case: ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$.
-bool IsGroupName(std::string_view name);
-
 }  // namespace gantry::manifest

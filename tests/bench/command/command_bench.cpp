@@ -82,8 +82,9 @@ double FsyncCommitP50(const std::filesystem::path& dir) {
   return Percentiles(ms).p50;
 }
 
-// Sends the commands one after another, each when the previous one's QUEUED arrived.
-std::vector<double> QueueLatencies(AgentFixture& a, const std::vector<json>& commands) {
+// Sends the commands one after another, each when the previous one's answer arrived: a
+// message with its id and, when status is not empty, that status.
+std::vector<double> Latencies(AgentFixture& a, const std::vector<json>& commands, const std::string& status) {
   std::vector<double> ms;
   ms.reserve(commands.size());
   for (auto& cmd : commands) {
@@ -95,18 +96,23 @@ std::vector<double> QueueLatencies(AgentFixture& a, const std::vector<json>& com
         [&](const std::vector<Received>& log) {
           for (size_t i = from; i < log.size(); ++i)
             if (log[i].body.is_object() && log[i].body.value("id", "") == id &&
-                log[i].body.value("status", "") == "QUEUED")
+                (status.empty() || log[i].body.value("status", "") == status))
               return true;
           return false;
         },
         std::chrono::seconds(10));
     if (!ok) {
-      std::fprintf(stderr, "no QUEUED for %s\n%s\n", id.c_str(), a.AgentLog().c_str());
+      std::fprintf(stderr, "no %s for %s\n%s\n", status.empty() ? "answer" : status.c_str(), id.c_str(),
+                   a.AgentLog().c_str());
       std::exit(1);
     }
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
   }
   return ms;
+}
+
+std::vector<double> QueueLatencies(AgentFixture& a, const std::vector<json>& commands) {
+  return Latencies(a, commands, "QUEUED");
 }
 
 std::vector<json> Updates(AgentFixture& a, const std::string& prefix, int n, int first_seq, const json& state,
@@ -170,6 +176,14 @@ int main(int argc, char** argv) {
               "%.2f/s outside Paho's threads (target <= 0.5/s); per thread:%s\n",
               idle_anon / 1024.0, idle_file / 1024.0, static_cast<double>(total) / idle_s, idle_s,
               static_cast<double>(total - paho) / idle_s, per_thread.c_str());
+
+  // 0. The transport's share: get-state round trips (broker both ways, the reply's outbox
+  // commit), the cheapest command there is.
+  if (n > 0) {
+    std::vector<json> pings;
+    for (int i = 0; i < std::min(n, 1000); ++i) pings.push_back({{"id", "ping-" + std::to_string(i)}, {"op", "get-state"}});
+    Report("get-state round trip (baseline)", static_cast<int>(pings.size()), Latencies(a, pings, ""), fsync_p50);
+  }
 
   // 1. A stream of update commands (empty revisions: the agent's intake and engine only).
   json empty = {{"#spec", "pantavisor-service-system@1"}};

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
-#include "crypto/sha256.hpp"
 #include "test_util.hpp"
 
 using namespace gantry;
@@ -18,11 +17,6 @@ mode_t Mode(const std::filesystem::path& p) {
 }
 
 }  // namespace
-
-TEST(Sha256, KnownVectors) {
-  EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-}
 
 class KeyGen : public testing::TestWithParam<std::string> {};
 

@@ -17,6 +17,7 @@ constexpr char kMillionA[] = "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e04
 TEST(Digest, KnownVectors) {
   EXPECT_EQ(gantry::digest::Sha256Hex("", 0), kEmpty);
   EXPECT_EQ(gantry::digest::Sha256Hex("abc", 3), kAbc);
+  EXPECT_EQ(gantry::digest::Sha256Hex(std::string_view("abc")), kAbc);
 }
 
 TEST(Digest, StreamingEqualsOneShotWhateverTheSplit) {

@@ -4,12 +4,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "crypto/sha256.hpp"
+#include "digest/sha256.hpp"
 
 namespace gantry::test {
 
 // A block id that is a real SHA-256 (of a label), so tests can tell blocks apart.
-inline std::string Block(const std::string& label) { return crypto::Sha256Hex(label); }
+inline std::string Block(const std::string& label) { return digest::Sha256Hex(label); }
 
 // One lxc container `c` in group `group` with its config and rootfs blocks.
 inline void AddContainer(nlohmann::json& state, const std::string& c,
