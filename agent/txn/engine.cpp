@@ -1,6 +1,7 @@
 #include "txn/engine.hpp"
 
 #include <algorithm>
+#include <array>
 #include <set>
 
 #include "core/fs.hpp"
@@ -36,6 +37,14 @@ struct Engine::Plan {
   std::vector<const manifest::Container*> changed;     // in next, new content or new name
   std::map<std::string, std::string> old_instance;     // name → instance in current
   std::vector<std::string> removed;                    // instances of current not in next
+};
+
+struct Engine::Run {
+  TxnRow row;
+  manifest::Revision revision;  // the parsed document: seq and expiry for CheckFresh
+  // plan.next from the document (StepResolve); the rest once switching is due (BuildPlan).
+  // Never moved once built: plan.changed points into plan.next.
+  Plan plan;
 };
 
 Engine::Engine(store::Db& db, cache::BlockCache& cache, runtime::Runtime& runtime,
@@ -177,7 +186,7 @@ void Engine::RunnerMain() {
       TxnRow& newest = open->back();
       for (size_t i = 0; i + 1 < open->size(); ++i) {
         TxnRow& old = (*open)[i];
-        Finish(old, Trigger::kCancel, "CANCELLED", "superseded by " + newest.rev, 0);
+        Finish(old, Trigger::kCancel, "superseded by " + newest.rev);
       }
       Execute(newest);
       continue;
@@ -200,8 +209,7 @@ ExpectedVoid Engine::Advance(TxnRow& row, Trigger trigger, const std::string& me
   return journal_->SetPhase(row, *next, message);
 }
 
-void Engine::Finish(TxnRow& row, Trigger trigger, const std::string& status, const std::string& msg,
-                    int progress) {
+void Engine::Finish(TxnRow& row, Trigger trigger, const std::string& msg) {
   auto phase = Next(row.phase, trigger).value_or(trigger == Trigger::kRolledBack ? Phase::kRolledBack
                                                  : trigger == Trigger::kCancel  ? Phase::kCancelled
                                                                                 : Phase::kWontgo);
@@ -210,7 +218,9 @@ void Engine::Finish(TxnRow& row, Trigger trigger, const std::string& status, con
     unrecorded_[row.id] = {phase, msg};
   }
   UnpinUncommitted(row.rev, phase);
-  Report(row, status, progress, msg);
+  // From phase, not row.phase: a final phase the journal could not write is reported all the same.
+  auto report = FinalReportOf(phase);
+  Report(row, std::string(report.status), report.progress, msg);
   auto cur = journal_->Current();  // read before taking mutex_: never the two at once
   if (cur && *cur) {
     std::lock_guard lock(mutex_);
@@ -245,6 +255,27 @@ void Engine::RecordUnrecorded(std::vector<TxnRow>& open) {
   });
 }
 
+Engine::Step Engine::StepFor(Phase phase, bool entry) {
+  struct Row {
+    Phase phase;
+    Step entry;  // the row was picked up in this phase: a fresh update, or a restart left it here
+    Step next;   // the previous step of this execution wrote this phase
+  };
+  // Picked up before switching, an update takes its turn again (a FETCHING or STAGED row re-checks
+  // freshness and its blocks); picked up after switching began, it rolls back.
+  static constexpr std::array kSteps = {
+      Row{Phase::kQueued, &Engine::StepAdmitTurn, nullptr},
+      Row{Phase::kFetching, &Engine::StepAdmitTurn, &Engine::StepFetch},
+      Row{Phase::kStaged, &Engine::StepAdmitTurn, &Engine::StepStage},
+      Row{Phase::kSwitching, &Engine::StepRestarted, &Engine::StepSwitchAndTest},
+      Row{Phase::kTesting, &Engine::StepRestarted, &Engine::StepCommit},
+      Row{Phase::kRollingBack, &Engine::StepRestarted, nullptr},
+  };
+  for (const auto& r : kSteps)
+    if (r.phase == phase) return entry ? r.entry : r.next;
+  return nullptr;
+}
+
 void Engine::Execute(TxnRow row) {
   {
     std::lock_guard lock(mutex_);
@@ -253,97 +284,164 @@ void Engine::Execute(TxnRow row) {
     running_switching_ = TouchesRunning(row.phase);
     cancel_ = false;
   }
-  auto done = [this] {
-    std::lock_guard lock(mutex_);
-    running_id_ = 0;
-    running_rev_.clear();
-    running_switching_ = false;
-  };
+  // However this execution ends, the runner holds no transaction afterwards.
+  struct Done {
+    Engine& engine;
+    ~Done() {
+      std::lock_guard lock(engine.mutex_);
+      engine.running_id_ = 0;
+      engine.running_rev_.clear();
+      engine.running_switching_ = false;
+    }
+  } done{*this};
 
+  // Each step writes the phase it leads to before that phase's side effect: what a restart
+  // finds in the journal is what it resumes (or rolls back) from.
+  Run run{std::move(row)};
+  StepResult result = StepResolve(run);
+  for (bool entry = true; result.kind == StepResult::kNext && !IsFinal(run.row.phase); entry = false) {
+    Step step = StepFor(run.row.phase, entry);
+    if (!step) {  // no step leads to QUEUED or ROLLING_BACK: never happens; the next pick-up resumes
+      result = {StepResult::kSuspend, "no step after " + std::string(PhaseName(run.row.phase))};
+      break;
+    }
+    result = (this->*step)(run);
+  }
+  End(run, result);
+}
+
+void Engine::End(Run& run, const StepResult& result) {
+  TxnRow& row = run.row;
+  switch (result.kind) {
+    case StepResult::kNext:  // COMMITTED: StepCommit reported it
+      return;
+    case StepResult::kSuspend:
+      if (!result.message.empty()) log::Info(kLog, result.message);
+      return;
+    case StepResult::kRefused:
+      return Finish(row, Trigger::kRefused, result.message);
+    case StepResult::kCancelled:
+      return Finish(row, Trigger::kCancel, result.message);
+    case StepResult::kFailed:
+      // A row recovered in ROLLING_BACK is already there: its rollback is retried.
+      if (row.phase != Phase::kRollingBack) (void)Advance(row, Trigger::kFailed, result.message);
+      return RollBack(row, run.plan, result.message);
+  }
+}
+
+// A rollback learns its target at its turn; every transaction's document is parsed here.
+Engine::StepResult Engine::StepResolve(Run& run) {
+  TxnRow& row = run.row;
   if (row.kind == "rollback" && row.document.empty()) {
     auto prev = journal_->Previous();
-    if (!prev || !*prev) {
-      Finish(row, Trigger::kRefused, "WONTGO", "no previous revision to roll back to", 0);
-      return done();
-    }
+    if (!prev || !*prev) return {StepResult::kRefused, "no previous revision to roll back to"};
     row.rev = (*prev)->rev;
     row.seq = (*prev)->seq;
     row.document = (*prev)->document;
     (void)journal_->SetRevision(row);
   }
+  auto next = ParseDocState(row.document, options_.reject_bsp, &run.revision);
+  if (!next) return StepResult::Refused(next.error());
+  run.plan.next = std::move(*next);
+  return {};
+}
 
-  manifest::Revision revision;
-  auto next = ParseDocState(row.document, options_.reject_bsp, &revision);
-  if (!next) {
-    Finish(row, Trigger::kRefused, "WONTGO", next.error().String(), 0);
-    return done();
-  }
+// QUEUED, or FETCHING/STAGED resumed after a restart → FETCHING.
+Engine::StepResult Engine::StepAdmitTurn(Run& run) {
+  // This update's turn: what admission checked may no longer hold.
+  if (auto r = CheckFresh(run.row, run.revision); !r) return StepResult::Refused(r.error());
+  if (auto r = Advance(run.row, Trigger::kStart); !r) return StepResult::Refused(r.error());
+  return {};
+}
 
-  if (!TouchesRunning(row.phase)) {
-    // This update's turn: what admission checked may no longer hold.
-    if (auto r = CheckFresh(row, revision); !r) {
-      Finish(row, Trigger::kRefused, "WONTGO", r.error().String(), 0);
-      return done();
+// FETCHING → STAGED.
+Engine::StepResult Engine::StepFetch(Run& run) {
+  TxnRow& row = run.row;
+  if (auto r = Fetch(row, run.revision); !r) {
+    if (r.error().code == "cancelled" && Stopping()) {
+      // The agent is stopping: the row stays FETCHING and the next start resumes it.
+      return {StepResult::kSuspend,
+              "download of " + row.rev + " interrupted by the agent's stop; it resumes at the next start"};
     }
-    if (auto r = Advance(row, Trigger::kStart); !r) {
-      Finish(row, Trigger::kRefused, "WONTGO", r.error().String(), 0);
-      return done();
-    }
-    if (auto r = Fetch(row, revision); !r) {
-      if (r.error().code == "cancelled" && Stopping()) {
-        // The agent is stopping: the row stays FETCHING and the next start resumes it.
-        log::Info(kLog, "download of " + row.rev + " interrupted by the agent's stop; it resumes at the next start");
-        return done();
-      }
-      if (r.error().code == "cancelled") {
-        std::string why;
-        {
-          std::lock_guard lock(mutex_);
-          why = cancel_reason_;
-        }
-        Finish(row, Trigger::kCancel, "CANCELLED", why, 0);
-      } else {
-        Finish(row, Trigger::kRefused, "WONTGO", r.error().String(), 0);
-      }
-      return done();
-    }
-    if (auto r = Advance(row, Trigger::kFetched); !r) {
-      Finish(row, Trigger::kRefused, "WONTGO", r.error().String(), 0);
-      return done();
-    }
-    if (auto r = Stage(*next); !r) {
-      Finish(row, Trigger::kRefused, "WONTGO", r.error().String(), 0);
-      return done();
-    }
-    // Last check before anything running is touched (the download may have taken long).
-    if (auto r = CheckFresh(row, revision); !r) {
-      Finish(row, Trigger::kRefused, "WONTGO", r.error().String(), 0);
-      return done();
-    }
-    if (Stopping()) return done();  // STAGED resumes at the next start
-    Report(row, "INPROGRESS", 0, "staged");
-    std::string cancelled_because;
-    {
+    if (r.error().code == "cancelled") {
       std::lock_guard lock(mutex_);
-      if (cancel_) cancelled_because = cancel_reason_;
-      else running_switching_ = true;  // from here on, cancel is refused
+      return {StepResult::kCancelled, cancel_reason_};
     }
-    if (!cancelled_because.empty()) {
-      Finish(row, Trigger::kCancel, "CANCELLED", cancelled_because, 0);
-      return done();
-    }
+    return StepResult::Refused(r.error());
   }
+  if (auto r = Advance(row, Trigger::kFetched); !r) return StepResult::Refused(r.error());
+  return {};
+}
 
-  // Build the plan against the committed revision.
-  Plan plan;
-  plan.next = std::move(*next);
+// STAGED → SWITCHING: the last step that may still refuse or be cancelled.
+Engine::StepResult Engine::StepStage(Run& run) {
+  TxnRow& row = run.row;
+  if (auto r = Stage(run.plan.next); !r) return StepResult::Refused(r.error());
+  // Last check before anything running is touched (the download may have taken long).
+  if (auto r = CheckFresh(row, run.revision); !r) return StepResult::Refused(r.error());
+  if (Stopping()) return {StepResult::kSuspend, ""};  // STAGED resumes at the next start
+  Report(row, "INPROGRESS", 0, "staged");
+  std::string cancelled_because;
+  {
+    std::lock_guard lock(mutex_);
+    if (cancel_) cancelled_because = cancel_reason_;
+    else running_switching_ = true;  // from here on, cancel is refused
+  }
+  if (!cancelled_because.empty()) return {StepResult::kCancelled, cancelled_because};
+  BuildPlan(run);
+  (void)journal_->SetFromRev(row, run.plan.from_rev);
+  if (auto r = Advance(row, Trigger::kStaged); !r) return StepResult::Refused(r.error());
+  return {};
+}
+
+// SWITCHING → TESTING, through the commit window.
+Engine::StepResult Engine::StepSwitchAndTest(Run& run) {
+  Report(run.row, "INPROGRESS", 10, "switching " + std::to_string(run.plan.changed.size()) + " container(s)");
+  if (auto r = SwitchAndTest(run.row, run.plan); !r) return {StepResult::kFailed, r.error().String()};
+  return {};
+}
+
+// TESTING → COMMITTED.
+Engine::StepResult Engine::StepCommit(Run& run) {
+  TxnRow& row = run.row;
+  auto previous_before = journal_->Previous();
+  row.message = "committed";
+  if (auto r = journal_->Commit(row, row.kind == "update"); !r)
+    return {StepResult::kFailed, r.error().WithContext("commit").String()};
+  if (previous_before && *previous_before && (*previous_before)->rev != row.rev &&
+      (*previous_before)->rev != run.plan.from_rev)
+    (void)cache_.Unpin((*previous_before)->rev);
+  {
+    std::lock_guard lock(mutex_);
+    snapshot_.rev = row.rev;
+    snapshot_.seq = row.seq;
+    restarts_.clear();
+  }
+  ReleaseUnused();
+  reporter_.Committed(run.plan.next, row.rev);
+  auto final_status = FinalStatusOf(row);
+  Report(row, final_status.status, final_status.progress, final_status.msg);
+  Monitor();
+  reporter_.StateChanged();
+  return {};
+}
+
+// SWITCHING, TESTING or ROLLING_BACK when picked up: only recovery after a restart gets here.
+Engine::StepResult Engine::StepRestarted(Run& run) {
+  BuildPlan(run);
+  // Recovered after a restart mid-switch: power lost before commit is a failed update.
+  return {StepResult::kFailed, "agent restarted during " + std::string(PhaseName(run.row.phase))};
+}
+
+// The plan against the committed revision.
+void Engine::BuildPlan(Run& run) {
+  Plan& plan = run.plan;
   auto cur = journal_->Current();
   if (cur && *cur) {
     plan.from_rev = (*cur)->rev;
     auto cs = ParseDocState((*cur)->document, false);
     if (cs) plan.current = std::move(*cs);
   }
-  if (row.phase == Phase::kStaged) (void)journal_->SetFromRev(row, plan.from_rev);
   std::set<std::string> next_names;
   for (const auto& c : plan.next.containers) next_names.insert(c.name);
   if (plan.current) {
@@ -356,47 +454,6 @@ void Engine::Execute(TxnRow row) {
     auto it = plan.old_instance.find(c.name);
     if (it == plan.old_instance.end() || it->second != InstanceOf(c)) plan.changed.push_back(&c);
   }
-
-  if (TouchesRunning(row.phase)) {
-    // Recovered after a restart mid-switch: power lost before commit is a failed update.
-    std::string why = "agent restarted during " + std::string(PhaseName(row.phase));
-    if (row.phase != Phase::kRollingBack) (void)Advance(row, Trigger::kFailed, why);
-    (void)RollBack(row, plan, why);
-    return done();
-  }
-
-  if (auto r = Advance(row, Trigger::kStaged); !r) {
-    Finish(row, Trigger::kRefused, "WONTGO", r.error().String(), 0);
-    return done();
-  }
-  Report(row, "INPROGRESS", 10, "switching " + std::to_string(plan.changed.size()) + " container(s)");
-  auto result = SwitchAndTest(row, plan);
-  if (result) {
-    auto previous_before = journal_->Previous();
-    row.message = "committed";
-    if (auto r = journal_->Commit(row, row.kind == "update"); !r) {
-      result = Unexpected(r.error().WithContext("commit"));
-    } else {
-      if (previous_before && *previous_before && (*previous_before)->rev != row.rev &&
-          (*previous_before)->rev != plan.from_rev)
-        (void)cache_.Unpin((*previous_before)->rev);
-      {
-        std::lock_guard lock(mutex_);
-        snapshot_.rev = row.rev;
-        snapshot_.seq = row.seq;
-        restarts_.clear();
-      }
-      ReleaseUnused();
-      reporter_.Committed(plan.next, row.rev);
-      Report(row, "DONE", 100, row.kind == "rollback" ? "rolled back to " + row.rev : "committed");
-      Monitor();
-      reporter_.StateChanged();
-      return done();
-    }
-  }
-  (void)Advance(row, Trigger::kFailed, result.error().String());
-  (void)RollBack(row, plan, result.error().String());
-  done();
 }
 
 ExpectedVoid Engine::Fetch(TxnRow& row, const manifest::Revision& rev) {
@@ -524,7 +581,7 @@ ExpectedVoid Engine::SwitchAndTest(TxnRow& row, const Plan& plan) {
   }
 }
 
-ExpectedVoid Engine::RollBack(TxnRow& row, const Plan& plan, const std::string& why) {
+void Engine::RollBack(TxnRow& row, const Plan& plan, const std::string& why) {
   Report(row, "INPROGRESS", 0, "rolling back: " + why);
   std::set<std::string> keep;
   for (const auto& [name, inst] : plan.old_instance) keep.insert(inst);
@@ -548,9 +605,8 @@ ExpectedVoid Engine::RollBack(TxnRow& row, const Plan& plan, const std::string& 
   if (!failures.empty()) msg += "; rollback problems:" + failures;
   // The failed revision's instances go before the final status: ERROR means it is all over.
   ReleaseUnused();
-  Finish(row, Trigger::kRolledBack, "ERROR", msg, 100);
+  Finish(row, Trigger::kRolledBack, msg);
   Monitor();
-  return {};
 }
 
 void Engine::Recover() {

@@ -81,16 +81,48 @@ class Engine {
 
  private:
   struct Plan;
+  struct Run;  // one execution of one transaction: its row, revision and plan
+  // How a step left the transaction: kNext goes on with the step of the row's (new) phase;
+  // the others end this execution (see End).
+  struct StepResult {
+    enum Kind {
+      kNext,
+      kRefused,    // WONTGO: nothing running was touched
+      kCancelled,  // CANCELLED, before switching began
+      kFailed,     // after switching began: roll back
+      kSuspend,    // the agent is stopping: the row stays, the next start resumes it
+    } kind = kNext;
+    std::string message;
+    static StepResult Refused(const Error& e) { return {kRefused, e.String()}; }
+  };
+  using Step = StepResult (Engine::*)(Run&);
+  // The one step table: what runs in a phase, when the row was picked up in it (entry) or
+  // when the previous step of this execution led to it.
+  static Step StepFor(Phase phase, bool entry);
+
   void RunnerMain();
   void Recover();
   void Execute(TxnRow row);
+  // The steps, in the order an update takes them; StepRestarted is the one step of a row a
+  // restart left after switching began.
+  StepResult StepResolve(Run& run);
+  StepResult StepAdmitTurn(Run& run);
+  StepResult StepFetch(Run& run);
+  StepResult StepStage(Run& run);
+  StepResult StepSwitchAndTest(Run& run);
+  StepResult StepCommit(Run& run);
+  StepResult StepRestarted(Run& run);
+  // Maps the last step's result to the transaction's end.
+  void End(Run& run, const StepResult& result);
+  void BuildPlan(Run& run);
   ExpectedVoid Fetch(TxnRow& row, const manifest::Revision& rev);
   ExpectedVoid Stage(const manifest::State& next);
   ExpectedVoid SwitchAndTest(TxnRow& row, const Plan& plan);
-  ExpectedVoid RollBack(TxnRow& row, const Plan& plan, const std::string& why);
+  void RollBack(TxnRow& row, const Plan& plan, const std::string& why);
   ExpectedVoid Advance(TxnRow& row, Trigger trigger, const std::string& message = "");
-  // Ends the transaction in the phase the table gives for trigger and reports status.
-  void Finish(TxnRow& row, Trigger trigger, const std::string& status, const std::string& msg, int progress);
+  // Ends the transaction in the phase the table gives for trigger and reports that phase's
+  // status (FinalReportOf).
+  void Finish(TxnRow& row, Trigger trigger, const std::string& msg);
   void UnpinUncommitted(const std::string& rev, Phase phase);
   // Retries the final phases the journal could not write and drops their rows from open.
   void RecordUnrecorded(std::vector<TxnRow>& open);

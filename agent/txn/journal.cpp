@@ -68,16 +68,12 @@ ExpectedVoid Journal::MarkReported(const std::string& cmd_id) {
 }
 
 FinalStatus FinalStatusOf(const TxnRow& row) {
-  switch (row.phase) {
-    case Phase::kCommitted:
-      return {"DONE", 100, row.kind == "rollback" ? "rolled back to " + row.rev : "committed"};
-    case Phase::kRolledBack:
-      return {"ERROR", 100, row.message};
-    case Phase::kCancelled:
-      return {"CANCELLED", 0, row.message};
-    default:
-      return {"WONTGO", 0, row.message};
-  }
+  auto report = FinalReportOf(row.phase);
+  // A commit's message is rebuilt; every other final phase stored the message it reported.
+  std::string msg = row.phase != Phase::kCommitted ? row.message
+                    : row.kind == "rollback"      ? "rolled back to " + row.rev
+                                                  : "committed";
+  return {std::string(report.status), report.progress, std::move(msg)};
 }
 
 Expected<std::optional<TxnRow>> Journal::Get(std::int64_t id) {

@@ -60,4 +60,17 @@ std::optional<Phase> Next(Phase from, Trigger trigger) {
   return std::nullopt;
 }
 
+FinalReport FinalReportOf(Phase final_phase) {
+  switch (final_phase) {
+    case Phase::kCommitted:
+      return {"DONE", 100};
+    case Phase::kRolledBack:
+      return {"ERROR", 100};
+    case Phase::kCancelled:
+      return {"CANCELLED", 0};
+    default:
+      return {"WONTGO", 0};
+  }
+}
+
 }  // namespace gantry::txn

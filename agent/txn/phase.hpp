@@ -38,4 +38,13 @@ bool TouchesRunning(Phase p);
 // The one table: the next phase, or nullopt when the trigger is not allowed in that phase.
 std::optional<Phase> Next(Phase from, Trigger trigger);
 
+// What a transaction that ended in a final phase reports: COMMITTED is DONE 100, ROLLED_BACK
+// ERROR 100, CANCELLED CANCELLED 0, WONTGO (and anything else) WONTGO 0. The one phase→status
+// mapping: the engine reports through it and the journal rebuilds unreported finals with it.
+struct FinalReport {
+  std::string_view status;
+  int progress = 0;
+};
+FinalReport FinalReportOf(Phase final_phase);
+
 }  // namespace gantry::txn

@@ -200,6 +200,36 @@ TEST(PhaseTable, HappyPathAndFailureSides) {
   EXPECT_FALSE(PhaseFromName("BOGUS"));
 }
 
+// The one phase→status mapping: what the engine reports when a transaction ends in a final
+// phase, and what the journal rebuilds for a final the agent could not report.
+TEST(PhaseTable, EachFinalPhaseHasOneStatus) {
+  EXPECT_EQ(FinalReportOf(Phase::kCommitted).status, "DONE");
+  EXPECT_EQ(FinalReportOf(Phase::kCommitted).progress, 100);
+  EXPECT_EQ(FinalReportOf(Phase::kRolledBack).status, "ERROR");
+  EXPECT_EQ(FinalReportOf(Phase::kRolledBack).progress, 100);
+  EXPECT_EQ(FinalReportOf(Phase::kCancelled).status, "CANCELLED");
+  EXPECT_EQ(FinalReportOf(Phase::kCancelled).progress, 0);
+  EXPECT_EQ(FinalReportOf(Phase::kWontgo).status, "WONTGO");
+  EXPECT_EQ(FinalReportOf(Phase::kWontgo).progress, 0);
+
+  TxnRow row;
+  row.rev = "r1";
+  row.message = "stored message";
+  for (auto p : {Phase::kRolledBack, Phase::kCancelled, Phase::kWontgo}) {
+    row.phase = p;
+    auto f = FinalStatusOf(row);
+    EXPECT_EQ(f.status, FinalReportOf(p).status);
+    EXPECT_EQ(f.progress, FinalReportOf(p).progress);
+    EXPECT_EQ(f.msg, "stored message");
+  }
+  row.phase = Phase::kCommitted;
+  row.kind = "update";
+  EXPECT_EQ(FinalStatusOf(row).msg, "committed");
+  row.kind = "rollback";
+  EXPECT_EQ(FinalStatusOf(row).msg, "rolled back to r1");
+  EXPECT_EQ(FinalStatusOf(row).status, "DONE");
+}
+
 TEST_F(EngineTest, OnlyTheChangedContainerIsSwitched) {
   StartEngine();
   Insert("u1", "r1", 1, {{"a", "1"}, {"b", "1"}});
@@ -361,6 +391,48 @@ TEST_F(EngineTest, RestartInSwitchingRollsBackAndInFetchingResumes) {
   StartEngine();
   EXPECT_EQ(reporter_.WaitFinal("u3")["status"], "DONE");
   EXPECT_EQ(CurrentRev(), "r3");
+}
+
+// The step a row takes when the runner picks it up: in TESTING or ROLLING_BACK it rolls back
+// (a row already ROLLING_BACK is not written ROLLING_BACK again), in STAGED it takes its turn
+// again and commits.
+TEST_F(EngineTest, APickedUpRowRollsBackAfterSwitchingBeganAndResumesBefore) {
+  StartEngine();
+  Insert("u1", "r1", 1, {{"a", "1"}});
+  engine_->Wake();
+  ASSERT_EQ(reporter_.WaitFinal("u1")["status"], "DONE");
+  auto a1 = RunningOf("a");
+  engine_->Stop();
+  engine_.reset();
+
+  int seq = 2;
+  for (auto [phase, writes] : {std::pair{Phase::kTesting, 2}, std::pair{Phase::kRollingBack, 1}}) {
+    auto id = "u" + std::to_string(seq), rev = "r" + std::to_string(seq);
+    auto txn = Insert(id, rev, seq, {{"a", rev}}, phase);
+    rt_.Stop(a1[0], 1);
+    StartEngine();
+    auto e = reporter_.WaitFinal(id);
+    ASSERT_EQ(e["status"], "ERROR") << e.dump();
+    EXPECT_NE(e["msg"].get<std::string>().find("agent restarted during " + std::string(PhaseName(phase)) +
+                                                "; rolled back to r1"),
+              std::string::npos)
+        << e.dump();
+    EXPECT_EQ(RunningOf("a"), a1);
+    EXPECT_EQ(CurrentRev(), "r1");
+    engine_->Stop();
+    engine_.reset();
+    auto row = Journal(*db_).Get(txn);
+    ASSERT_TRUE(row && *row);
+    EXPECT_EQ((*row)->phase, Phase::kRolledBack);
+    EXPECT_EQ((*row)->store_count, writes) << PhaseName(phase);
+    ++seq;
+  }
+
+  Insert("u4", "r4", 4, {{"a", "4"}}, Phase::kStaged);
+  StartEngine();
+  EXPECT_EQ(reporter_.WaitFinal("u4")["status"], "DONE");
+  EXPECT_EQ(reporter_.Statuses("u4"), (std::vector<std::string>{"DOWNLOADING", "INPROGRESS", "TESTING", "DONE"}));
+  EXPECT_EQ(CurrentRev(), "r4");
 }
 
 // Every final status the engine reports can be rebuilt from its journal row (FinalStatusOf),
