@@ -551,6 +551,7 @@ ExpectedVoid BlockCache::Fetch(const FetchRequest& request) {
 ExpectedVoid BlockCache::ChunkUnchunked() {
   std::vector<std::pair<std::string, std::uint64_t>> todo;
   {
+    auto writer = db_.Lock();  // lock order: the writer lock, then mutex_ (as under a command)
     std::lock_guard lock(mutex_);
     auto u = chunk::Unchunked(db_);
     if (!u) return Unexpected(u.error());
@@ -562,6 +563,7 @@ ExpectedVoid BlockCache::ChunkUnchunked() {
       log::Warn(kLog, "cannot chunk block " + id + ": " + chunks.error().message);
       continue;  // evicted meanwhile, or unreadable: not a seed
     }
+    auto writer = db_.Lock();  // before mutex_, see above
     std::lock_guard lock(mutex_);
     bool cached = false;
     {
@@ -598,6 +600,7 @@ Expected<bool> BlockCache::Assemble(const BlockRef& block, const FetchRequest& r
   ar.fetch.low_speed_time = options_.low_speed_time;
   ar.on_bytes = on_bytes;
   ar.find = [this](const std::string& sha) -> Expected<std::optional<chunk::Held>> {
+    auto writer = db_.Lock();  // before mutex_, see ChunkUnchunked
     std::lock_guard lock(mutex_);
     auto at = chunk::Find(db_, sha);
     if (!at) return Unexpected(at.error());
@@ -609,6 +612,7 @@ Expected<bool> BlockCache::Assemble(const BlockRef& block, const FetchRequest& r
   if (!out->assembled) return false;
   if (auto c = Commit(block, ar.output); !c) return Unexpected(c.error());
   {
+    auto writer = db_.Lock();  // before mutex_, see ChunkUnchunked
     std::lock_guard lock(mutex_);
     if (auto r = chunk::Record(db_, block.id, out->chunks, out->fetched_bytes, out->reused_bytes); !r)
       return Unexpected(r.error());

@@ -146,7 +146,10 @@ class BlockCache {
   Options options_;
   std::unique_ptr<store::Db> owned_db_;  // when opened without a shared connection
   store::Db& db_;
-  std::mutex mutex_;  // guards in_flight_ only; never held while db_ is used
+  // Guards in_flight_ and keeps eviction from racing the chunk table. Lock order: db_.Lock()
+  // (the writer lock, which a command holds for its whole transaction) before mutex_, never
+  // the reverse: the other order deadlocked gc against a download with chunk lookups.
+  std::mutex mutex_;
   std::unordered_set<std::string> in_flight_;  // blocks a Fetch is downloading into tmp/
 };
 
