@@ -144,6 +144,19 @@ class EngineTest : public ::testing::Test {
     return c && *c ? (*c)->rev : "";
   }
   // Instance names of the running fake containers of name.
+  // r1 (container a) committed, then the engine stopped as a killed agent leaves it; returns
+  // the running instance of a.
+  std::vector<std::string> CommitR1ThenStop() {
+    StartEngine();
+    Insert("u1", "r1", 1, {{"a", "1"}});
+    engine_->Wake();
+    if (reporter_.WaitFinal("u1")["status"] != "DONE") return {};
+    auto running = RunningOf("a");
+    engine_->Stop();
+    engine_.reset();
+    return running;
+  }
+
   std::vector<std::string> RunningOf(const std::string& name) {
     std::vector<std::string> out;
     for (auto& i : rt_.Running())
@@ -367,13 +380,8 @@ TEST_F(EngineTest, CancelIsRefusedOnceSwitchingBegan) {
 }
 
 TEST_F(EngineTest, RestartInSwitchingRollsBackAndInFetchingResumes) {
-  StartEngine();
-  Insert("u1", "r1", 1, {{"a", "1"}});
-  engine_->Wake();
-  ASSERT_EQ(reporter_.WaitFinal("u1")["status"], "DONE");
-  auto a1 = RunningOf("a");
-  engine_->Stop();
-  engine_.reset();
+  auto a1 = CommitR1ThenStop();
+  ASSERT_EQ(a1.size(), 1u);
 
   // As a killed agent leaves it: r2 was switching, its new container running, the old one stopped.
   Insert("u2", "r2", 2, {{"a", "2"}}, Phase::kSwitching);
@@ -397,13 +405,8 @@ TEST_F(EngineTest, RestartInSwitchingRollsBackAndInFetchingResumes) {
 // (a row already ROLLING_BACK is not written ROLLING_BACK again), in STAGED it takes its turn
 // again and commits.
 TEST_F(EngineTest, APickedUpRowRollsBackAfterSwitchingBeganAndResumesBefore) {
-  StartEngine();
-  Insert("u1", "r1", 1, {{"a", "1"}});
-  engine_->Wake();
-  ASSERT_EQ(reporter_.WaitFinal("u1")["status"], "DONE");
-  auto a1 = RunningOf("a");
-  engine_->Stop();
-  engine_.reset();
+  auto a1 = CommitR1ThenStop();
+  ASSERT_EQ(a1.size(), 1u);
 
   int seq = 2;
   for (auto [phase, writes] : {std::pair{Phase::kTesting, 2}, std::pair{Phase::kRollingBack, 1}}) {
