@@ -250,7 +250,8 @@ int Main(int argc, char** argv) {
       [&](const std::string&) { loop.Post([&] { outbox.OnLost(); }); },
       [&](mqtt::Message m) {
         if (relay_host.Route(m)) return;  // sensor traffic, handled on this thread by the plugin
-        loop.Post([&, m = std::move(m)] { dispatcher.OnMessage(m); });
+        // Ahead of queued reports and acknowledgements: intake never waits on the update.
+        loop.PostUrgent([&, m = std::move(m)] { dispatcher.OnMessage(m); });
       },
       // Retrying cannot help: a configuration error like a bad key (exit 2, not restarted).
       [&](const std::string& reason) {

@@ -213,6 +213,10 @@ void Dispatcher::SendReply(const std::string& reply, const mqtt::Message& reques
     log::Error(kLog, r.error().String());
     PublishUnpersisted(prefix_ + "/reply", reply, false);
   }
+  SendResponse(reply, request);
+}
+
+void Dispatcher::SendResponse(const std::string& reply, const mqtt::Message& request) {
   if (!request.response_topic.empty() && AllowedResponseTopic(request.response_topic)) {
     mqtt::Message m{request.response_topic, reply, 1, false, "", request.correlation_data};
     client_.Publish(m, nullptr);
@@ -251,21 +255,31 @@ void Dispatcher::OnMessage(const mqtt::Message& message) {
     SendReply(*stored, message);
     return;
   }
-  // The command's effects and its recorded reply commit together, before the reply leaves:
-  // a command is durable once its reply is sent, and a repeated id never runs twice.
+  // The command's effects, its recorded reply and the reply's outbox row commit together (one
+  // fsync), before the reply leaves: a command is durable once its reply is sent, and a
+  // repeated id never runs twice.
   std::string reply;
+  bool committed;
   {
     store::Transaction tx(db_);
     auto result = Execute(cmd);
     reply = command::Reply(cmd.id, result);
     auto r = ledger_.Record(cmd.id, cmd.op_name, reply, NowUnix());
+    if (r) r = outbox_.Enqueue(prefix_ + "/reply", reply, 1, false);
     if (r) r = tx.Commit();
+    committed = r.has_value();
     if (!r) {
       log::Error(kLog, r.error().String());
       reply = command::Reply(cmd.id, Unexpected(r.error()));
     }
   }
-  SendReply(reply, message);
+  if (committed) {
+    // What the commit made durable (QUEUED, the reply) leaves now, not behind the loop's backlog.
+    outbox_.Flush();
+    SendResponse(reply, message);
+  } else {
+    SendReply(reply, message);
+  }
   // Only now can the runner's own connection see the new transaction row.
   if (wake_) engine_->Wake(*wake_);
   wake_.reset();

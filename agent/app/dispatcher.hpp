@@ -53,7 +53,10 @@ class Dispatcher final : public txn::Reporter {
   ExpectedVoid ExecuteUpdate(const command::Command& cmd);
   ExpectedVoid ExecuteRollback(const command::Command& cmd);
   bool AllowedResponseTopic(const std::string& topic) const;
+  // The reply on P/reply (through the outbox) and on the command's response topic.
   void SendReply(const std::string& reply, const mqtt::Message& request);
+  // The response-topic half alone (MQTT 5), for a reply already in the outbox.
+  void SendResponse(const std::string& reply, const mqtt::Message& request);
   void Emit(const nlohmann::json& event);
   void PublishUnpersisted(const std::string& topic, const std::string& payload, bool retain);
   void GiveFirmware(const manifest::State& state, const std::string& rev);

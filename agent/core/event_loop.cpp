@@ -10,6 +10,14 @@ void EventLoop::Post(Task task) {
   cv_.notify_one();
 }
 
+void EventLoop::PostUrgent(Task task) {
+  {
+    std::lock_guard lock(mutex_);
+    urgent_.push_back(std::move(task));
+  }
+  cv_.notify_one();
+}
+
 EventLoop::TimerId EventLoop::After(Clock::duration delay, Task task) {
   std::lock_guard lock(mutex_);
   TimerId id = next_timer_++;
@@ -43,7 +51,7 @@ void EventLoop::Resume() {
 
 std::size_t EventLoop::ReadyTasks() const {
   std::lock_guard lock(mutex_);
-  return tasks_.size();
+  return urgent_.size() + tasks_.size();
 }
 
 bool EventLoop::Stopped() const {
@@ -58,6 +66,11 @@ bool EventLoop::RunOnce(Clock::time_point deadline) {
     std::unique_lock lock(mutex_);
     for (;;) {
       if (stopped_) return false;
+      if (!urgent_.empty()) {
+        task = std::move(urgent_.front());
+        urgent_.pop_front();
+        break;
+      }
       auto now = Clock::now();
       if (!timers_.empty() && timers_.begin()->first <= now) {
         task = std::move(timers_.begin()->second.second);

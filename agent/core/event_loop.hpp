@@ -19,6 +19,10 @@ class EventLoop {
 
   // Thread-safe: queue a task to run on the loop thread.
   void Post(Task task);
+  // Thread-safe: queue a task that runs before every ordinary task and timer already waiting
+  // (in order among themselves). For command intake, which must not wait behind a backlog of
+  // progress reports and acknowledgements (docs/architecture-engine.md).
+  void PostUrgent(Task task);
   // Thread-safe: run task once after delay. Returns an id for Cancel().
   TimerId After(Clock::duration delay, Task task);
   void Cancel(TimerId id);
@@ -30,7 +34,7 @@ class EventLoop {
   bool Stopped() const;
   // Serves again after Stop() (a stopping agent drains its last work with RunUntil).
   void Resume();
-  // Tasks posted and not yet run (timers not counted).
+  // Tasks posted (ordinary or urgent) and not yet run (timers not counted).
   std::size_t ReadyTasks() const;
 
  private:
@@ -38,6 +42,7 @@ class EventLoop {
 
   mutable std::mutex mutex_;
   std::condition_variable cv_;
+  std::deque<Task> urgent_;
   std::deque<Task> tasks_;
   std::multimap<Clock::time_point, std::pair<TimerId, Task>> timers_;
   TimerId next_timer_ = 1;

@@ -33,6 +33,10 @@ ExpectedVoid Outbox::Enqueue(const std::string& topic, const std::string& payloa
   return {};
 }
 
+void Outbox::Flush() {
+  if (!db_.InTransactionNow()) Pump();
+}
+
 void Outbox::OnConnected() {
   connected_ = true;
   // Paho resends what it still holds in flight itself; everything else (refused while
@@ -84,7 +88,7 @@ void Outbox::DeleteAcked() {
       if (auto e = del->Bind(1, seq).Run(); !e) return e;
     }
     return {};
-  });
+  }, store::Durability::kDeferred);  // a power cut before the next fsync sends them again
   if (!r) log::Error("outbox", r.error().String());
   acked_.clear();
 }

@@ -21,6 +21,9 @@ class Outbox {
   // Persists the message, then publishes it when connected. A retained message replaces any
   // not yet handed to the broker for the same topic (only the newest state matters).
   ExpectedVoid Enqueue(const std::string& topic, const std::string& payload, int qos, bool retain);
+  // Publishes committed rows not yet handed to the client, now rather than from the loop's
+  // queue. Never inside an open transaction: its rows are not durable yet.
+  void Flush();
   // Call on the loop when the connection is (re)established / lost.
   void OnConnected();
   void OnLost();

@@ -185,10 +185,13 @@ bool Db::InTransactionNow() const {
 // Inside an open transaction a nested guard is a savepoint, so units that guard their own
 // writes compose into a caller's transaction.
 // The writer lock is taken before looking: "in a transaction" then means this thread's own.
-Transaction::Transaction(Db& db)
-    : db_(db), lock_(db.Lock()), nested_(db.InTransactionNow()),
-      begun_(db.Exec(nested_ ? "SAVEPOINT gantry_nested" : "BEGIN IMMEDIATE")) {
-  done_ = !begun_.has_value();
+Transaction::Transaction(Db& db, Durability durability)
+    : db_(db), lock_(db.Lock()), nested_(db.InTransactionNow()) {
+  // The writer lock is held from here to Finish(), so no other commit runs unsynced meanwhile.
+  if (!nested_ && durability == Durability::kDeferred)
+    deferred_ = db_.Exec("PRAGMA synchronous=NORMAL").has_value();
+  begun_ = db_.Exec(nested_ ? "SAVEPOINT gantry_nested" : "BEGIN IMMEDIATE");
+  if (!begun_) Finish();
 }
 
 Transaction::~Transaction() {
@@ -197,14 +200,21 @@ Transaction::~Transaction() {
     (void)db_.Exec("ROLLBACK TO gantry_nested; RELEASE gantry_nested");
   else
     (void)db_.Exec("ROLLBACK");
+  Finish();
 }
 
 ExpectedVoid Transaction::Commit() {
   if (done_) return Fail("db", "transaction already finished");
   auto r = db_.Exec(nested_ ? "RELEASE gantry_nested" : "COMMIT");
   if (!r) (void)db_.Exec(nested_ ? "ROLLBACK TO gantry_nested; RELEASE gantry_nested" : "ROLLBACK");
-  done_ = true;
+  Finish();
   return r;
+}
+
+void Transaction::Finish() {
+  done_ = true;
+  if (deferred_) (void)db_.Exec("PRAGMA synchronous=FULL");
+  deferred_ = false;
 }
 
 }  // namespace gantry::store

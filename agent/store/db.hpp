@@ -26,6 +26,13 @@ struct sqlite3_stmt;
 
 namespace gantry::store {
 
+// When a commit reaches the disk. kDurable: fsync'd before Commit() returns
+// (synchronous=FULL), so it survives a power cut. kDeferred: in the WAL but fsync'd only with the
+// next durable commit or checkpoint; a power cut may undo it, never reorder it. Only for writes
+// whose loss redoes harmless work, e.g. deleting acknowledged outbox rows (a power cut then sends
+// them again: at least once, as QoS 1 allows). Decided by the outermost transaction.
+enum class Durability { kDurable, kDeferred };
+
 class Statement {
  public:
   Statement(Statement&&) noexcept = default;
@@ -96,7 +103,7 @@ class Db {
 
   // Runs fn() inside BEGIN IMMEDIATE … COMMIT; rolls back when fn returns an error.
   template <class F>
-  ExpectedVoid InTransaction(F&& fn);
+  ExpectedVoid InTransaction(F&& fn, Durability durability = Durability::kDurable);
 
   // Calls fn(pages in the WAL) after each commit instead of SQLite's automatic checkpoint;
   // an empty fn restores the automatic checkpoint.
@@ -122,7 +129,7 @@ class Db {
 // Rolls back unless Commit() succeeded.
 class Transaction {
  public:
-  explicit Transaction(Db& db);
+  explicit Transaction(Db& db, Durability durability = Durability::kDurable);
   ~Transaction();
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
@@ -130,16 +137,19 @@ class Transaction {
   ExpectedVoid Commit();
 
  private:
+  void Finish();
+
   Db& db_;
   std::unique_lock<std::recursive_mutex> lock_;
   bool nested_;
+  bool deferred_ = false;  // synchronous=NORMAL until this transaction ends
   ExpectedVoid begun_;
   bool done_ = false;
 };
 
 template <class F>
-ExpectedVoid Db::InTransaction(F&& fn) {
-  Transaction tx(*this);
+ExpectedVoid Db::InTransaction(F&& fn, Durability durability) {
+  Transaction tx(*this, durability);
   if (auto b = tx.Begun(); !b) return b;
   ExpectedVoid r = fn();
   if (!r) return r;

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <string>
+#include <vector>
 #include <thread>
 
 #include "core/event_loop.hpp"
@@ -79,4 +81,19 @@ TEST(EventLoop, PostFromOtherThreadsAndTimersRunInOrder) {
   t.join();
   EXPECT_TRUE(loop.RunUntil([&] { return n == 100 && order.size() == 2; }, std::chrono::seconds(5)));
   EXPECT_EQ(order, (std::vector<int>{1, 2}));
+}
+
+// Command intake jumps a backlog: urgent tasks run before ordinary tasks and due timers that
+// were already waiting, in the order they were posted.
+TEST(EventLoop, UrgentTasksRunBeforeTheBacklogInTheirOwnOrder) {
+  EventLoop loop;
+  std::vector<std::string> order;
+  loop.Post([&] { order.push_back("task1"); });
+  loop.After(std::chrono::milliseconds(0), [&] { order.push_back("timer"); });
+  loop.Post([&] { order.push_back("task2"); });
+  loop.PostUrgent([&] { order.push_back("urgent1"); });
+  loop.PostUrgent([&] { order.push_back("urgent2"); });
+  EXPECT_EQ(loop.ReadyTasks(), 4u);
+  EXPECT_TRUE(loop.RunUntil([&] { return order.size() == 5; }, std::chrono::seconds(5)));
+  EXPECT_EQ(order, (std::vector<std::string>{"urgent1", "urgent2", "timer", "task1", "task2"}));
 }

@@ -112,6 +112,46 @@ TEST(Store, NestedTransactionIsASavepoint) {
   EXPECT_EQ(st->Text(0), "1,3");
 }
 
+// A deferred commit skips only the fsync: its rows are there (also after reopening), and
+// every later commit is fsync'd again, whether the deferred one committed or rolled back. A
+// deferred transaction inside a durable one is committed durably with it.
+TEST(Store, DeferredDurabilityAppliesToItsOwnCommitOnly) {
+  test::TempDir dir;
+  auto sync_level = [](Db& db) {
+    auto st = db.Prepare("PRAGMA synchronous");
+    return st && st->Step().value_or(false) ? st->Int(0) : -1;
+  };
+  {
+    auto db = Db::Open(dir.path() / "g.db");
+    ASSERT_TRUE(db);
+    ASSERT_TRUE(db->Exec("CREATE TABLE t(x INTEGER)"));
+    std::int64_t inside = -1;
+    ASSERT_TRUE(db->InTransaction([&]() -> ExpectedVoid {
+      inside = sync_level(*db);
+      return db->Run("INSERT INTO t VALUES (?)", 1);
+    }, store::Durability::kDeferred));
+    EXPECT_EQ(inside, 1);  // NORMAL: no fsync at this commit
+    EXPECT_EQ(sync_level(*db), 2);  // FULL again for the next one
+    EXPECT_FALSE(db->InTransaction([&]() -> ExpectedVoid { return Fail("test", "abandon"); },
+                                   store::Durability::kDeferred));
+    EXPECT_EQ(sync_level(*db), 2);
+    {
+      store::Transaction outer(*db);
+      ASSERT_TRUE(db->InTransaction([&]() -> ExpectedVoid {
+        inside = sync_level(*db);
+        return db->Run("INSERT INTO t VALUES (?)", 2);
+      }, store::Durability::kDeferred));
+      EXPECT_EQ(inside, 2);  // the outer transaction decides
+      ASSERT_TRUE(outer.Commit());
+    }
+  }
+  auto db = Db::Open(dir.path() / "g.db");
+  ASSERT_TRUE(db);
+  auto st = db->Prepare("SELECT group_concat(x) FROM t");
+  ASSERT_TRUE(st && st->Step().value_or(false));
+  EXPECT_EQ(st->Text(0), "1,2");
+}
+
 // One connection shared by threads (gantryd's design): another thread's statement waits for
 // an open transaction to end instead of joining it, so a rollback takes back only its own
 // writes, and nothing ever waits on SQLite's busy timeout inside the process.
