@@ -28,8 +28,17 @@ Dispatcher::Dispatcher(const config::Config& cfg, EventLoop& loop, store::Db& db
                        status::Outbox& outbox, mqtt::Client& client)
     : cfg_(cfg), loop_(loop), db_(db), cache_(cache), trust_(trust), outbox_(outbox),
       client_(client), ledger_(db), prefix_(cfg.mqtt.root + "/" + cfg.device_id), started_at_(NowRfc3339()) {
-  if (auto pruned = ledger_.Prune(NowUnix()); !pruned)
+  Prune();
+}
+
+// Command ids and the transactions they started are remembered for the same time
+// (docs/protocol.md): a repeated id finds its reply and its final event together.
+void Dispatcher::Prune() {
+  auto now = NowUnix();
+  if (auto pruned = ledger_.Prune(now); !pruned)
     log::Warn(kLog, pruned.error().WithContext("pruning command ids").String());
+  auto pruned = txn::Journal(db_).Prune(now, command::Ledger::kKeepSeconds, command::Ledger::kKeepAtLeast);
+  if (!pruned) log::Warn(kLog, pruned.error().WithContext("pruning final transactions").String());
 }
 
 void Dispatcher::OnConnected() {
@@ -47,9 +56,10 @@ void Dispatcher::Emit(const nlohmann::json& event) {
   log::Info(kLog, "progress " + Dump(e));
   // A transaction's final event and the end of its "unreported" mark commit together.
   store::Transaction tx(db_);
-  auto r = outbox_.Enqueue(prefix_ + "/progress", Dump(e), 1, false);
+  auto payload = Dump(e);
+  auto r = outbox_.Enqueue(prefix_ + "/progress", payload, 1, false);
   if (r && IsFinalStatus(e.value("status", "")) && e.value("id", nlohmann::json()).is_string())
-    r = txn::Journal(db_).MarkReported(e["id"].get<std::string>());
+    r = txn::Journal(db_).MarkReported(e["id"].get<std::string>(), payload);
   if (r) r = tx.Commit();
   if (!r) {
     log::Error(kLog, r.error().String());
@@ -253,6 +263,11 @@ void Dispatcher::OnMessage(const mqtt::Message& message) {
   if (auto stored = ledger_.StoredReply(cmd.id)) {
     log::Info(kLog, "command " + cmd.id + " already handled; replaying its reply");
     SendReply(*stored, message);
+    // A client that missed the outcome learns it by re-sending: the final event again.
+    auto final_event = txn::Journal(db_).FinalEvent(cmd.id);
+    if (!final_event) log::Warn(kLog, final_event.error().WithContext("final event of " + cmd.id).String());
+    else if (*final_event && !outbox_.Enqueue(prefix_ + "/progress", **final_event, 1, false))
+      PublishUnpersisted(prefix_ + "/progress", **final_event, false);
     return;
   }
   // The command's effects, its recorded reply and the reply's outbox row commit together (one
@@ -279,6 +294,11 @@ void Dispatcher::OnMessage(const mqtt::Message& message) {
     SendResponse(reply, message);
   } else {
     SendReply(reply, message);
+  }
+  // Pruning scans the tables: once per thousand commands keeps its cost out of intake.
+  if (++since_prune_ >= 1000) {
+    since_prune_ = 0;
+    Prune();
   }
   // Only now can the runner's own connection see the new transaction row.
   if (wake_) engine_->Wake(*wake_);

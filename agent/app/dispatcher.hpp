@@ -63,6 +63,8 @@ class Dispatcher final : public txn::Reporter {
   // Queues a runner report (an event, or nullopt: republish the state) for the loop.
   void PostReport(std::optional<nlohmann::json> report);
   void FlushReports();
+  // Forgets command ids, and the final transactions they started, past their retention.
+  void Prune();
 
   const config::Config& cfg_;
   EventLoop& loop_;
@@ -78,6 +80,7 @@ class Dispatcher final : public txn::Reporter {
   std::string prefix_;
   std::string started_at_;
   std::optional<std::string> wake_;
+  int since_prune_ = 0;  // commands since the last Prune()
   // Reports from the runner not yet taken by the loop, in order; all that gathered while the
   // loop was busy are written in one commit (intake then waits for one fsync, not dozens).
   std::mutex reports_mutex_;

@@ -12,15 +12,8 @@ std::optional<std::string> Ledger::StoredReply(const std::string& id) {
 
 ExpectedVoid Ledger::Record(const std::string& id, const std::string& op, const std::string& reply,
                             std::int64_t now_unix) {
-  auto r = db_.Run("INSERT OR IGNORE INTO commands(id, op, reply, received_at) VALUES (?, ?, ?, ?)", id, op,
-                   reply, now_unix);
-  if (!r) return r;
-  // Pruning scans the table: once per thousand commands keeps its cost out of intake.
-  if (++since_prune_ >= 1000) {
-    since_prune_ = 0;
-    if (auto p = Prune(now_unix); !p) return Unexpected(p.error());
-  }
-  return {};
+  return db_.Run("INSERT OR IGNORE INTO commands(id, op, reply, received_at) VALUES (?, ?, ?, ?)", id, op,
+                 reply, now_unix);
 }
 
 Expected<std::int64_t> Ledger::Prune(std::int64_t now_unix) {

@@ -19,7 +19,7 @@ class Ledger {
   explicit Ledger(store::Db& db) : db_(db) {}
 
   std::optional<std::string> StoredReply(const std::string& id);
-  // Inside the caller's transaction, with the command's effects. Prunes now and then.
+  // Inside the caller's transaction, with the command's effects.
   ExpectedVoid Record(const std::string& id, const std::string& op, const std::string& reply,
                       std::int64_t now_unix);
   // Drops ids older than kKeepSeconds beyond the newest kKeepAtLeast; returns how many.
@@ -27,7 +27,6 @@ class Ledger {
 
  private:
   store::Db& db_;
-  int since_prune_ = 0;
 };
 
 }  // namespace gantry::command

@@ -62,9 +62,40 @@ Expected<std::vector<TxnRow>> Journal::UnreportedFinals() {
   return Rows("id IN (SELECT txn_id FROM unreported_finals)");
 }
 
-ExpectedVoid Journal::MarkReported(const std::string& cmd_id) {
-  return db_.Run("DELETE FROM unreported_finals WHERE txn_id IN (SELECT id FROM transactions WHERE cmd_id = ?)",
-                 cmd_id);
+ExpectedVoid Journal::MarkReported(const std::string& cmd_id, const std::optional<std::string>& final_event) {
+  if (auto r = db_.Run("DELETE FROM unreported_finals WHERE txn_id IN (SELECT id FROM transactions WHERE cmd_id = ?)",
+                       cmd_id);
+      !r || !final_event)
+    return r;
+  return db_.Run(
+      "INSERT OR REPLACE INTO final_events(txn_id, payload) "
+      "SELECT id, ? FROM transactions WHERE cmd_id = ? AND final = 1 ORDER BY id DESC LIMIT 1",
+      *final_event, cmd_id);
+}
+
+Expected<std::int64_t> Journal::Prune(std::int64_t now_unix, std::int64_t keep_seconds,
+                                      std::int64_t keep_at_least) {
+  auto st = db_.Prepare(
+      "DELETE FROM transactions WHERE final = 1 AND updated_at < ? "
+      "AND id <= (SELECT id FROM transactions ORDER BY id DESC LIMIT 1 OFFSET ?) "
+      "AND id NOT IN (SELECT txn_id FROM unreported_finals) "
+      "AND NOT (state = 'COMMITTED' AND rev IN (SELECT rev FROM revisions))");
+  if (!st) return Unexpected(st.error());
+  st->BindAll(now_unix - keep_seconds, keep_at_least);
+  if (auto r = st->Run(); !r) return Unexpected(r.error());
+  return db_.Changes();
+}
+
+Expected<std::optional<std::string>> Journal::FinalEvent(const std::string& cmd_id) {
+  auto st = db_.Prepare(
+      "SELECT f.payload FROM final_events f JOIN transactions t ON t.id = f.txn_id "
+      "WHERE t.cmd_id = ? ORDER BY t.id DESC LIMIT 1");
+  if (!st) return Unexpected(st.error());
+  st->Bind(1, cmd_id);
+  auto row = st->Step();
+  if (!row) return Unexpected(row.error());
+  if (!*row) return std::optional<std::string>();
+  return std::optional<std::string>(st->Text(0));
 }
 
 FinalStatus FinalStatusOf(const TxnRow& row) {

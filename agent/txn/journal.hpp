@@ -58,9 +58,18 @@ class Journal {
   // A rollback learns its target when its turn comes: rev, seq and document from the row.
   ExpectedVoid SetRevision(const TxnRow& row);
   // Final transactions whose final event has not reached the outbox (a crash in between),
-  // oldest first; MarkReported is written with the outbox row that carries the event.
+  // oldest first; MarkReported is written with the outbox row that carries the event, and
+  // keeps that event's bytes (FinalEvent) for a repeated command id, when given.
   Expected<std::vector<TxnRow>> UnreportedFinals();
-  ExpectedVoid MarkReported(const std::string& cmd_id);
+  ExpectedVoid MarkReported(const std::string& cmd_id, const std::optional<std::string>& final_event = std::nullopt);
+  // Drops final transactions (and their kept final events) last changed before
+  // now - keep_seconds, beyond the newest keep_at_least, as the command ids they answer are
+  // forgotten; never one not yet reported or one that committed a revision still kept.
+  // Returns how many.
+  Expected<std::int64_t> Prune(std::int64_t now_unix, std::int64_t keep_seconds, std::int64_t keep_at_least);
+  // The final progress event of the command's transaction as it was published; nullopt when
+  // the command started no transaction or it is not final yet.
+  Expected<std::optional<std::string>> FinalEvent(const std::string& cmd_id);
 
   // The revision now running, the rollback target and the anti-rollback high-water mark.
   Expected<std::optional<RevisionRow>> Current();

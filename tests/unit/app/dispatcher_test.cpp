@@ -417,15 +417,9 @@ TEST_F(DispatcherTest, RepeatedIdGetsStoredReplyByteForByteAndNothingReExecutes)
   EXPECT_TRUE(On(g2, "state").empty()) << "get-state executed again";
 }
 
-// Rule (DESIGN §3, docs/protocol.md wire rule 4): "when that command's transaction is already
-// final, its final progress event is published again too (byte for byte)".
-// NOT HONOURED by the Dispatcher: OnMessage() answers a known id with ledger_.StoredReply()
-// and returns; nothing looks up the command's transaction, and the final event's exact bytes
-// (with its ts) are not kept anywhere once the outbox row is acknowledged, so no minimal fix
-// exists. Disabled so that the suite stays green; run it with
-//   dispatcher_test --gtest_also_run_disabled_tests --gtest_filter='*FinalEvent*'
-// to see it fail. Enable it with the fix.
-TEST_F(DispatcherTest, DISABLED_RepeatedIdOfAFinalTransactionRepublishesItsFinalEventByteForByte) {
+// Rule (docs/protocol.md, repeated ids): "when that command's transaction is already final,
+// its final progress event is published again too (byte for byte)".
+TEST_F(DispatcherTest, RepeatedIdOfAFinalTransactionRepublishesItsFinalEventByteForByte) {
   Connect();
   auto mark = client_.Mark();
   auto cmd = Update("u1", Document("r1", 1));

@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 
+#include "core/time.hpp"
 #include "digest/sha256.hpp"
 #include "test_util.hpp"
 #include "txn/engine.hpp"
@@ -474,4 +475,39 @@ TEST_F(EngineTest, FinalStatusesAreRebuiltFromTheJournalUntilReported) {
   ASSERT_EQ(rows->size(), 2u);
   EXPECT_EQ((*rows)[0].cmd_id, "u1");
   EXPECT_EQ((*rows)[1].cmd_id, "u3");
+}
+
+// A final transaction keeps its published final event (a repeated command id republishes it)
+// until it is pruned with the command ids; the transaction that committed a kept revision and
+// one whose final event never reached the outbox are never pruned.
+TEST_F(EngineTest, FinalEventsAreKeptUntilTheirTransactionsArePruned) {
+  Insert("u1", "r1", 1, {{"a", "1"}});
+  Insert("u2", "r2", 2, {{"a", "2"}});  // supersedes u1: CANCELLED
+  StartEngine(2);
+  ASSERT_EQ(reporter_.WaitFinal("u2")["status"], "DONE");
+  ASSERT_EQ(reporter_.WaitFinal("u1")["status"], "CANCELLED");
+  Insert("u3", "r3", 3, {{"b", "3"}});
+  engine_->Wake();
+  ASSERT_EQ(reporter_.WaitFinal("u3")["status"], "DONE");
+  engine_->Stop();
+
+  Journal j(*db_);
+  ASSERT_TRUE(j.MarkReported("u1", std::string("event of u1")));
+  ASSERT_TRUE(j.MarkReported("u2", std::string("event of u2")));
+  EXPECT_EQ(j.FinalEvent("u1").value(), std::optional<std::string>("event of u1"));
+  EXPECT_EQ(j.FinalEvent("u3").value(), std::nullopt);  // not reported yet
+  EXPECT_EQ(j.FinalEvent("nobody").value(), std::nullopt);
+
+  auto later = NowUnix() + 31 * 24 * 3600;
+  EXPECT_EQ(j.Prune(later, 30 * 24 * 3600, 10).value(), 0);  // the newest ten are kept
+  EXPECT_EQ(j.Prune(NowUnix(), 30 * 24 * 3600, 0).value(), 0);  // too recent
+  auto pruned = j.Prune(later, 30 * 24 * 3600, 0);
+  ASSERT_TRUE(pruned) << pruned.error().String();
+  EXPECT_EQ(*pruned, 1);  // u1 only: u2 committed r2 (kept), u3 is unreported
+  EXPECT_EQ(j.FinalEvent("u1").value(), std::nullopt);
+  EXPECT_EQ(j.FinalEvent("u2").value(), std::optional<std::string>("event of u2"));
+  auto unreported = j.UnreportedFinals();
+  ASSERT_TRUE(unreported);
+  ASSERT_EQ(unreported->size(), 1u);
+  EXPECT_EQ((*unreported)[0].cmd_id, "u3");
 }
