@@ -1,4 +1,4 @@
-// The Dispatcher against a fake MQTT client: the wire rules of DESIGN.md §3 ("Wire semantics")
+// The Dispatcher against a fake MQTT client: the wire rules of docs/protocol.md ("Wire rules")
 // and docs/protocol.md "Wire rules" that the Dispatcher is responsible for. No broker, no LXC:
 // real SQLite in a temp dir, the real store, cache, outbox, ledger and transaction engine over
 // FakeRuntime, and revisions signed with real keys. The test thread is the loop thread: it
