@@ -1,5 +1,5 @@
 // The Dispatcher against a fake MQTT client: the wire rules of docs/protocol.md ("Wire rules")
-// and docs/protocol.md "Wire rules" that the Dispatcher is responsible for. No broker, no LXC:
+// that the Dispatcher is responsible for. No broker, no LXC:
 // real SQLite in a temp dir, the real store, cache, outbox, ledger and transaction engine over
 // FakeRuntime, and revisions signed with real keys. The test thread is the loop thread: it
 // posts OnConnected()/OnMessage() to the EventLoop and runs it, then reads what the fake
