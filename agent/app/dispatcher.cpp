@@ -176,7 +176,8 @@ void Dispatcher::EmitSensor(const nlohmann::json& event) {
   }
   e["id"] = cmd_id;
   e["rev"] = rev;
-  Emit(e);
+  // Batched with the other reports: a burst of sensor events is one durable commit.
+  PostReport(std::move(e));
   // Many sensors move at once: one state message sums up a burst of their events.
   if (!sensor_state_due_) {
     sensor_state_due_ = true;

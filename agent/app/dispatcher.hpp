@@ -81,7 +81,7 @@ class Dispatcher final : public txn::Reporter {
   std::string started_at_;
   std::optional<std::string> wake_;
   int since_prune_ = 0;  // commands since the last Prune()
-  // Reports from the runner not yet taken by the loop, in order; all that gathered while the
+  // Reports from the runner and the relay's sensor events not yet taken by the loop, in order; all that gathered while the
   // loop was busy are written in one commit (intake then waits for one fsync, not dozens).
   std::mutex reports_mutex_;
   std::vector<std::optional<nlohmann::json>> reports_;  // a transaction was queued: wake the runner after commit

@@ -9,6 +9,7 @@
 #include "core/log.hpp"
 #include "mqtt/client.hpp"
 #include "core/nodelay.hpp"
+#include "core/send_window.hpp"
 
 namespace gantry::mqtt {
 namespace {
@@ -46,6 +47,7 @@ class PahoClient final : public Client {
     client_.set_connected_handler([this](const std::string&) { OnConnected(); });
     client_.set_connection_lost_handler([this](const std::string& cause) {
       connected_ = false;
+      qos0_window_.Reset();
       log::Warn(kLog, "connection lost: " + cause);
       if (handlers_.on_lost) handlers_.on_lost(cause);
     });
@@ -55,6 +57,19 @@ class PahoClient final : public Client {
   }
 
   void Publish(const Message& m, std::function<void(bool)> on_done) override {
+    // QoS 0 waits for room in the send window (a second at most, then it is dropped): the
+    // relay's frames must not pile up in Paho's queue faster than the broker takes them.
+    if (m.qos == 0) {
+      if (!qos0_window_.Acquire(std::chrono::seconds(1))) {
+        log::Debug(kLog, "send window full; dropping a QoS 0 message to " + m.topic);
+        if (on_done) on_done(false);
+        return;
+      }
+      on_done = [this, done = std::move(on_done)](bool ok) {
+        qos0_window_.Release();
+        if (done) done(ok);
+      };
+    }
     auto msg = ::mqtt::make_message(m.topic, m.payload, m.qos, m.retain);
     if (options_.version == 5 && (!m.correlation_data.empty() || !m.response_topic.empty())) {
       ::mqtt::properties props;
@@ -262,6 +277,8 @@ class PahoClient final : public Client {
   ::mqtt::async_client client_;
   Handlers handlers_;
   std::atomic<bool> connected_{false};
+  // QoS 0 messages handed to Paho and not yet written: about 300 KiB of the relay's frames.
+  SendWindow qos0_window_{256};
   std::mutex mutex_;
   std::condition_variable cv_;
   bool running_ = false;

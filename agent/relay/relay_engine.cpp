@@ -384,15 +384,20 @@ void RelayEngine::OnTransportEvent(const nlohmann::json& event) {
     log::Warn(kLog, "dropping a malformed transport event: " + event.dump().substr(0, 200));
     return;
   }
-  if (*type == "relay.hello") {
-    OnHello(GetString(event, "transport").value_or(""), *sensor, *msg);
-  } else if (*type == "relay.status") {
-    OnStatus(*sensor, *msg);
-  } else {
+  if (*type != "relay.hello" && *type != "relay.status") {
     log::Debug(kLog, "ignoring transport event " + *type);
     return;
   }
+  // All an event writes is one commit, without an fsync of its own (docs/relay.md): the
+  // sensors' progress events that follow are durable commits and carry these rows to the
+  // disk with them, and a power cut in between loses at most a step the sensor repeats.
+  store::Transaction tx(db_, store::Durability::kDeferred);
+  if (*type == "relay.hello")
+    OnHello(GetString(event, "transport").value_or(""), *sensor, *msg);
+  else
+    OnStatus(*sensor, *msg);
   if (auto r = FillSlots(); !r) log::Error(kLog, "offering waiting jobs: " + r.error().String());
+  if (auto r = tx.Commit(); !r) log::Error(kLog, r.error().WithContext("sensor " + *sensor).String());
 }
 
 void RelayEngine::OnHello(const std::string& transport, const std::string& id,

@@ -44,6 +44,7 @@
 #include "core/names.hpp"
 #include "plugin/gantry_plugin.h"
 #include "core/nodelay.hpp"
+#include "core/send_window.hpp"
 #include "wire.hpp"
 
 namespace gantry::relay_mqtt {
@@ -268,6 +269,7 @@ class Relay {
 
   void OnConnected() {
     Log(GANTRY_LOG_INFO, "connected to " + opt_.uri);
+    window_.Reset();  // what was queued before went with the old connection
     DisableNagle(BrokerPort(opt_.uri));
     // Never wait inside a Paho callback: subscribe and return.
     try {
@@ -560,6 +562,9 @@ class Relay {
       return host_->publish(host_->ctx, &m) == 0;
     }
     if (!client_->is_connected()) return false;
+    // Room in the send window first (core/send_window.hpp): frames wait here, bounded, not in
+    // Paho's queue.
+    if (!window_.Acquire(std::chrono::seconds(1))) return false;
     try {
       auto msg = mqtt::make_message(topic, payload, 0, false);
       if (!correlation.empty() && opt_.version == 5) {
@@ -567,9 +572,10 @@ class Relay {
         props.add(mqtt::property(mqtt::property::CORRELATION_DATA, mqtt::binary(correlation)));
         msg->set_properties(props);
       }
-      client_->publish(msg);
+      client_->publish(msg, nullptr, written_);
       return true;
     } catch (const mqtt::exception& e) {
+      window_.Release();
       Log(GANTRY_LOG_WARN, "publish to " + topic + ": " + e.what());
       return false;
     }
@@ -589,6 +595,15 @@ class Relay {
   const GantryHostV1* host_;
   Options opt_;
   std::string base_;  // <root>/<device-id>/sensors/
+  // Frames handed to the own connection and not yet written (see PublishData); declared
+  // before the client, so they outlive its callbacks.
+  SendWindow window_{256};
+  struct WrittenListener : mqtt::iaction_listener {
+    explicit WrittenListener(SendWindow& w) : window(w) {}
+    void on_success(const mqtt::token&) override { window.Release(); }
+    void on_failure(const mqtt::token&) override { window.Release(); }
+    SendWindow& window;
+  } written_{window_};
   std::unique_ptr<mqtt::async_client> client_;
   ConnectListener connect_listener_{this};
 

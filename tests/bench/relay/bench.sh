@@ -7,7 +7,8 @@
 # exchanged (its gets plus its data frames); the ratio is relay throughput / baseline.
 #   tests/bench/relay/bench.sh BUILD_DIR
 # Tunables: RELAY_BENCH_SCENARIOS ("SENSORSxKIB ..."; default "200x256 1000x64"),
-# RELAY_BENCH_MAX_CONCURRENT (default: all sensors at once).
+# RELAY_BENCH_MAX_CONCURRENT (default: all sensors at once), RELAY_BENCH_TIMEOUT_S (default 600:
+# a scenario whose sensors are not all updated by then fails the benchmark).
 set -euo pipefail
 BUILD=$(realpath "${1:?usage: $0 BUILD_DIR}")
 SCENARIOS=${RELAY_BENCH_SCENARIOS:-200x256 1000x64}
@@ -60,7 +61,7 @@ mkdir -p "$WORK/data"
 # --- the relay -----------------------------------------------------------------------------
 ${RELAY_BENCH_WRAP:-} env GANTRY_BUILD_DIR="$BUILD" "$BUILD/gantry-relay-bench-host" --broker "$BROKER" \
   --data-dir "$WORK/data" --image "$WORK/image.bin" --count "$SENSORS" \
-  --max-concurrent "$MAX_CONCURRENT" >"$WORK/host.out" 2>"$WORK/host.err" &
+  --max-concurrent "$MAX_CONCURRENT" --timeout-s "${RELAY_BENCH_TIMEOUT_S:-600}" >"$WORK/host.out" 2>"$WORK/host.err" &
 HOST=$!
 PIDS+=($HOST)
 for _ in $(seq 300); do grep -q '^ready' "$WORK/host.out" && break; sleep 0.1; done

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
     o.broker_uri = broker;
     o.data_dir = data_dir;
     o.max_concurrent = max_concurrent;
+    o.keep_events = false;
     test::RelayHost host(o);
     relay::Firmware fw;
     fw.model = "bench-sensor";
@@ -43,7 +44,7 @@ int main(int argc, char** argv) {
     }
     std::cout << "ready" << std::endl;
     // The clock starts with the first offer, i.e. once the simulated sensors said hello.
-    host.RunUntil([&] { return !host.events.empty(); }, std::chrono::seconds(timeout_s));
+    host.RunUntil([&] { return host.event_count > 0; }, std::chrono::seconds(timeout_s));
     auto start = std::chrono::steady_clock::now();
     bool done = host.RunUntil(
         [&] { return host.SensorsWithStatus("SUCCEEDED").size() >= static_cast<std::size_t>(count); },

@@ -7,6 +7,7 @@
 
 #include "core/event_loop.hpp"
 #include "core/names.hpp"
+#include "core/send_window.hpp"
 #include "core/hex.hpp"
 #include "core/time.hpp"
 
@@ -96,4 +97,24 @@ TEST(EventLoop, UrgentTasksRunBeforeTheBacklogInTheirOwnOrder) {
   EXPECT_EQ(loop.ReadyTasks(), 4u);
   EXPECT_TRUE(loop.RunUntil([&] { return order.size() == 5; }, std::chrono::seconds(5)));
   EXPECT_EQ(order, (std::vector<std::string>{"urgent1", "urgent2", "timer", "task1", "task2"}));
+}
+
+// The relay's bound on unsent frames: a full window makes the producer wait for a release, and
+// gives up after its patience; a reset (connection lost) frees every place.
+TEST(SendWindow, FullWindowWaitsForARelease) {
+  SendWindow w(2);
+  EXPECT_TRUE(w.Acquire(std::chrono::milliseconds(0)));
+  EXPECT_TRUE(w.Acquire(std::chrono::milliseconds(0)));
+  EXPECT_FALSE(w.Acquire(std::chrono::milliseconds(20)));
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    w.Release();
+  });
+  EXPECT_TRUE(w.Acquire(std::chrono::seconds(5)));
+  releaser.join();
+  EXPECT_EQ(w.Used(), 2u);
+  w.Reset();
+  EXPECT_EQ(w.Used(), 0u);
+  w.Release();  // a late completion after the reset does not go below zero
+  EXPECT_EQ(w.Used(), 0u);
 }
