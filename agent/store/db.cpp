@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <string>
+#include <unordered_map>
 
 namespace gantry::store {
 namespace {
@@ -15,7 +16,33 @@ Error SqlError(sqlite3* db, std::string_view what) {
 
 }  // namespace
 
-void Statement::Finalizer::operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+void Statement::Finalizer::operator()(sqlite3_stmt* s) const {
+  if (!cached) {
+    sqlite3_finalize(s);
+    return;
+  }
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
+  *cached = false;
+}
+
+struct Db::StatementCache {
+  struct Entry {
+    sqlite3_stmt* stmt;
+    bool in_use;
+  };
+  // Bounded: statements whose text varies (a few build their WHERE clause) stop at the limit.
+  static constexpr std::size_t kMax = 128;
+  std::unordered_map<std::string, Entry> entries;  // nodes never move: in_use stays addressable
+};
+
+void Db::CacheDeleter::operator()(StatementCache* cache) const {
+  for (auto& [sql, e] : cache->entries) sqlite3_finalize(e.stmt);
+  delete cache;
+}
+
+Db::Db(sqlite3* db)
+    : mutex_(std::make_unique<std::recursive_mutex>()), db_(db), cache_(new StatementCache) {}
 Statement::~Statement() = default;
 
 Statement& Statement::Bind(int index, std::int64_t value) {
@@ -125,11 +152,23 @@ ExpectedVoid Db::Exec(std::string_view sql) {
 
 Expected<Statement> Db::Prepare(std::string_view sql) {
   auto lock = Lock();
+  std::string key(sql);
+  auto& entries = cache_->entries;
+  auto it = entries.find(key);
+  if (it != entries.end() && !it->second.in_use) {
+    it->second.in_use = true;
+    return Statement(std::move(lock), db_.get(), it->second.stmt, &it->second.in_use);
+  }
+  // In use already (a statement prepared again while the first is alive) or past the limit:
+  // compiled for this once.
+  bool cache = it == entries.end() && entries.size() < StatementCache::kMax;
   sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db_.get(), sql.data(), static_cast<int>(sql.size()), &st, nullptr) !=
-      SQLITE_OK)
+  if (sqlite3_prepare_v3(db_.get(), sql.data(), static_cast<int>(sql.size()),
+                         cache ? SQLITE_PREPARE_PERSISTENT : 0, &st, nullptr) != SQLITE_OK)
     return Unexpected(SqlError(db_.get(), "prepare '" + std::string(sql.substr(0, 60)) + "'"));
-  return Statement(std::move(lock), db_.get(), st);
+  if (!cache || !st) return Statement(std::move(lock), db_.get(), st, nullptr);
+  auto& e = entries.emplace(std::move(key), StatementCache::Entry{st, true}).first->second;
+  return Statement(std::move(lock), db_.get(), st, &e.in_use);
 }
 
 void Db::OnCommit(std::function<void(int)> fn) {
@@ -189,8 +228,8 @@ Transaction::Transaction(Db& db, Durability durability)
     : db_(db), lock_(db.Lock()), nested_(db.InTransactionNow()) {
   // The writer lock is held from here to Finish(), so no other commit runs unsynced meanwhile.
   if (!nested_ && durability == Durability::kDeferred)
-    deferred_ = db_.Exec("PRAGMA synchronous=NORMAL").has_value();
-  begun_ = db_.Exec(nested_ ? "SAVEPOINT gantry_nested" : "BEGIN IMMEDIATE");
+    deferred_ = db_.Run("PRAGMA synchronous=NORMAL").has_value();
+  begun_ = db_.Run(nested_ ? "SAVEPOINT gantry_nested" : "BEGIN IMMEDIATE");
   if (!begun_) Finish();
 }
 
@@ -205,7 +244,7 @@ Transaction::~Transaction() {
 
 ExpectedVoid Transaction::Commit() {
   if (done_) return Fail("db", "transaction already finished");
-  auto r = db_.Exec(nested_ ? "RELEASE gantry_nested" : "COMMIT");
+  auto r = db_.Run(nested_ ? "RELEASE gantry_nested" : "COMMIT");
   if (!r) (void)db_.Exec(nested_ ? "ROLLBACK TO gantry_nested; RELEASE gantry_nested" : "ROLLBACK");
   Finish();
   return r;
@@ -213,7 +252,7 @@ ExpectedVoid Transaction::Commit() {
 
 void Transaction::Finish() {
   done_ = true;
-  if (deferred_) (void)db_.Exec("PRAGMA synchronous=FULL");
+  if (deferred_) (void)db_.Run("PRAGMA synchronous=FULL");
   deferred_ = false;
 }
 

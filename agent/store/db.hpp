@@ -65,9 +65,12 @@ class Statement {
 
  private:
   friend class Db;
-  Statement(std::unique_lock<std::recursive_mutex> lock, sqlite3* db, sqlite3_stmt* stmt)
-      : lock_(std::move(lock)), db_(db), stmt_(stmt) {}
+  // cached: the cache's in-use mark of this statement, or null for one finalized after use.
+  Statement(std::unique_lock<std::recursive_mutex> lock, sqlite3* db, sqlite3_stmt* stmt, bool* cached)
+      : lock_(std::move(lock)), db_(db), stmt_(stmt, Finalizer{cached}) {}
+  // Finalizes the statement, or resets a cached one and hands it back to the cache.
   struct Finalizer {
+    bool* cached = nullptr;
     void operator()(sqlite3_stmt* s) const;
   };
   std::unique_lock<std::recursive_mutex> lock_;  // declared first: released after finalize
@@ -117,13 +120,20 @@ class Db {
   std::unique_lock<std::recursive_mutex> Lock() { return std::unique_lock(*mutex_); }
 
  private:
-  explicit Db(sqlite3* db) : mutex_(std::make_unique<std::recursive_mutex>()), db_(db) {}
+  struct StatementCache;
+  explicit Db(sqlite3* db);
   struct Closer {
     void operator()(sqlite3* db) const;
+  };
+  struct CacheDeleter {
+    void operator()(StatementCache* cache) const;
   };
   std::unique_ptr<std::recursive_mutex> mutex_;  // outlives the connection
   std::unique_ptr<std::function<void(int)>> on_commit_;  // likewise
   std::unique_ptr<sqlite3, Closer> db_;
+  // Compiled statements by SQL text, reused: the SQL is fixed text with bound values, and
+  // compiling it cost more than running it. Declared after db_: finalized before the close.
+  std::unique_ptr<StatementCache, CacheDeleter> cache_;
 };
 
 // Rolls back unless Commit() succeeded.

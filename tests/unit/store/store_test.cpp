@@ -152,6 +152,36 @@ TEST(Store, DeferredDurabilityAppliesToItsOwnCommitOnly) {
   EXPECT_EQ(st->Text(0), "1,2");
 }
 
+// Compiled statements are cached by their SQL text: a reused one starts over with no bindings
+// left from its last use, and the same text prepared again while the first is alive gets its
+// own statement.
+TEST(Store, CachedStatementsStartOverAndNeverShareAnIteration) {
+  test::TempDir dir;
+  auto db = Db::Open(dir.path() / "g.db");
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->Exec("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1), (2), (3);"));
+  for (int i = 1; i <= 3; ++i) {
+    auto st = db->Prepare("SELECT count(*) FROM t WHERE x >= ?");
+    ASSERT_TRUE(st);
+    if (i > 1) st->Bind(1, i);  // unbound on the first use: NULL, no row matches
+    ASSERT_TRUE(st->Step().value_or(false));
+    EXPECT_EQ(st->Int(0), i == 1 ? 0 : 4 - i);
+  }
+  {
+    auto a = db->Prepare("SELECT x FROM t ORDER BY x");
+    ASSERT_TRUE(a && a->Step().value_or(false));
+    auto b = db->Prepare("SELECT x FROM t ORDER BY x");
+    ASSERT_TRUE(b && b->Step().value_or(false));
+    EXPECT_EQ(b->Int(0), 1);
+    ASSERT_TRUE(a->Step().value_or(false));
+    EXPECT_EQ(a->Int(0), 2);  // b did not move a
+  }  // both dropped mid-iteration
+  auto again = db->Prepare("SELECT x FROM t ORDER BY x");
+  ASSERT_TRUE(again && again->Step().value_or(false));
+  EXPECT_EQ(again->Int(0), 1);
+  ASSERT_TRUE(db->InTransaction([&] { return db->Run("INSERT INTO t VALUES (?)", 4); }));
+}
+
 // One connection shared by threads (gantryd's design): another thread's statement waits for
 // an open transaction to end instead of joining it, so a rollback takes back only its own
 // writes, and nothing ever waits on SQLite's busy timeout inside the process.
