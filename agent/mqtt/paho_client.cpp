@@ -17,6 +17,9 @@ constexpr std::uint32_t kMaxPacketSize = (1u << 20) + (64u << 10);  // 1 MiB + 6
 
 constexpr const char* kLog = "mqtt";
 
+// Set while a message handler runs on Paho's receive thread (see Publish).
+thread_local bool t_on_paho_thread = false;
+
 // Forwards Paho's action results to a std::function; deletes itself once done.
 class Listener : public ::mqtt::iaction_listener {
  public:
@@ -60,7 +63,10 @@ class PahoClient final : public Client {
     // QoS 0 waits for room in the send window (a second at most, then it is dropped): the
     // relay's frames must not pile up in Paho's queue faster than the broker takes them.
     if (m.qos == 0) {
-      if (!qos0_window_.Acquire(std::chrono::seconds(1))) {
+      // Paho's own threads complete partly written messages: one of them waiting for room
+      // would wait out its patience every time. They never wait.
+      auto patience = t_on_paho_thread ? std::chrono::milliseconds(0) : std::chrono::milliseconds(1000);
+      if (!qos0_window_.Acquire(patience)) {
         log::Debug(kLog, "send window full; dropping a QoS 0 message to " + m.topic);
         if (on_done) on_done(false);
         return;
@@ -268,7 +274,9 @@ class PahoClient final : public Client {
       out.response_topic = ::mqtt::get<std::string>(props, ::mqtt::property::RESPONSE_TOPIC);
     if (props.contains(::mqtt::property::CORRELATION_DATA))
       out.correlation_data = ::mqtt::get<std::string>(props, ::mqtt::property::CORRELATION_DATA);
+    t_on_paho_thread = true;
     if (handlers_.on_message) handlers_.on_message(std::move(out));
+    t_on_paho_thread = false;
   }
 
   Options options_;

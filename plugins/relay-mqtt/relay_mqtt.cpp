@@ -389,7 +389,9 @@ class Relay {
         queue_.push_back(std::move(g));
       }
     }
-    if (busy) SendErr(g, "Busy", kBusyRetryMs);
+    // On Paho's receive thread, which also completes partly written frames: never wait for
+    // the send window here (a full window would then wait out its patience on every get).
+    if (busy) SendErr(g, "Busy", kBusyRetryMs, std::chrono::milliseconds(0));
     else cv_.notify_one();
   }
 
@@ -540,7 +542,8 @@ class Relay {
     return fd;
   }
 
-  void SendErr(const Get& g, const char* code, int retry_ms) {
+  void SendErr(const Get& g, const char* code, int retry_ms,
+               std::chrono::milliseconds patience = std::chrono::seconds(1)) {
     json err = {{"job", g.job}, {"code", code}};
     if (retry_ms > 0) err["retry_ms"] = retry_ms;
     {
@@ -548,12 +551,15 @@ class Relay {
       ++errors_;
     }
     std::string topic = g.response_topic.empty() ? base_ + g.sensor + "/err" : g.response_topic;
-    PublishData(topic, err.dump(), g.correlation);
+    PublishData(topic, err.dump(), g.correlation, patience);
   }
 
   // QoS 0 data goes out only while connected: a frame queued for later would be stale.
+  // patience: how long to wait for room in the send window (the worker waits; Paho's threads
+  // must not).
   bool PublishData(const std::string& topic, const std::string& payload,
-                   const std::string& correlation) {
+                   const std::string& correlation,
+                   std::chrono::milliseconds patience = std::chrono::seconds(1)) {
     if (!client_) {
       bool props = !correlation.empty() && opt_.version == 5;
       GantryMqttMessage m{topic.c_str(), payload.data(), static_cast<std::uint32_t>(payload.size()),
@@ -564,7 +570,7 @@ class Relay {
     if (!client_->is_connected()) return false;
     // Room in the send window first (core/send_window.hpp): frames wait here, bounded, not in
     // Paho's queue.
-    if (!window_.Acquire(std::chrono::seconds(1))) return false;
+    if (!window_.Acquire(patience)) return false;
     try {
       auto msg = mqtt::make_message(topic, payload, 0, false);
       if (!correlation.empty() && opt_.version == 5) {
