@@ -3,6 +3,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "core/backoff.hpp"
@@ -51,6 +52,10 @@ class PahoClient final : public Client {
     client_.set_connection_lost_handler([this](const std::string& cause) {
       connected_ = false;
       qos0_window_.Reset();
+      {
+        std::lock_guard lock(mutex_);
+        subscribe_deadline_.reset();  // the next connect subscribes again
+      }
       log::Warn(kLog, "connection lost: " + cause);
       if (handlers_.on_lost) handlers_.on_lost(cause);
     });
@@ -179,7 +184,7 @@ class PahoClient final : public Client {
       } catch (const ::mqtt::exception& e) {
         log::Warn(kLog, "cannot connect to " + ServerList() + ": " + e.what());
       }
-      if (ok) return;  // from here on Paho's automatic reconnect takes over
+      if (ok) return WatchSubscriptions();  // from here on Paho's automatic reconnect takes over
       // A broker that only came up meanwhile would pass the probe too: MQTT 5 must fail again
       // after 3.1.1 succeeded before this is called a refusal.
       if (options_.version == 5 && Accepts311()) {
@@ -197,6 +202,27 @@ class PahoClient final : public Client {
       }
       std::unique_lock lock(mutex_);
       cv_.wait_for(lock, backoff.Next(), [this] { return !running_; });
+    }
+  }
+
+  // A subscription neither acknowledged nor refused (its answer lost in a broker restart or a
+  // cut) would leave the agent connected but never online: after kSubscribeWait without an
+  // acknowledgement, it subscribes again. Sleeps without a timer while nothing is pending.
+  void WatchSubscriptions() {
+    std::unique_lock lock(mutex_);
+    while (running_) {
+      if (!subscribe_deadline_) {
+        cv_.wait(lock);
+        continue;
+      }
+      auto deadline = *subscribe_deadline_;
+      if (cv_.wait_until(lock, deadline, [&] { return !running_ || subscribe_deadline_ != deadline; })) continue;
+      subscribe_deadline_ = std::chrono::steady_clock::now() + kSubscribeWait;
+      lock.unlock();
+      log::Warn(kLog, "no answer to the subscription in " + std::to_string(kSubscribeWait.count()) +
+                          " s; subscribing again");
+      Subscribe();
+      lock.lock();
     }
   }
 
@@ -248,14 +274,29 @@ class PahoClient final : public Client {
       if (handlers_.on_ready) handlers_.on_ready();
       return;
     }
+    {
+      std::lock_guard lock(mutex_);
+      subscribe_deadline_ = std::chrono::steady_clock::now() + kSubscribeWait;
+    }
+    cv_.notify_all();
+    Subscribe();
+  }
+
+  void Subscribe() {
     auto topics = ::mqtt::string_collection::create(options_.subscriptions);
     std::vector<int> qos(options_.subscriptions.size(), 1);
     try {
       client_.subscribe(topics, qos, nullptr, *new Listener([this](bool ok) {
         if (!ok) {
-          log::Error(kLog, "subscription refused by the broker");
+          // Refused, or its connection went away first: WatchSubscriptions tries again.
+          log::Error(kLog, "subscription refused by the broker, or the connection dropped first");
           return;
         }
+        {
+          std::lock_guard lock(mutex_);
+          subscribe_deadline_.reset();
+        }
+        cv_.notify_all();
         if (handlers_.on_ready) handlers_.on_ready();
       }));
     } catch (const ::mqtt::exception& e) {
@@ -290,6 +331,10 @@ class PahoClient final : public Client {
   std::mutex mutex_;
   std::condition_variable cv_;
   bool running_ = false;
+  // When the subscription of the current connection must have been answered (see
+  // WatchSubscriptions); none while answered or disconnected. Guarded by mutex_.
+  std::optional<std::chrono::steady_clock::time_point> subscribe_deadline_;
+  static constexpr std::chrono::seconds kSubscribeWait{10};
   std::thread connector_;
 };
 
