@@ -97,9 +97,12 @@ ExpectedVoid RelayEngine::Move(Job& job, JobState state) {
     return Fail("relay_state", "job of sensor " + job.sensor + " cannot go from " +
                                    std::string(JobStateName(job.state)) + " to " +
                                    std::string(JobStateName(state)));
+  bool was_active = job.row != 0 && IsActive(job.state);
   job.state = state;
   if (state == JobState::kWaiting) waiting_ = true;
-  return store_.Save(job);
+  auto saved = store_.Save(job);
+  if (saved && active_) *active_ += int{IsActive(state)} - int{was_active};
+  return saved;
 }
 
 // ---- firmware ----------------------------------------------------------------------------
@@ -230,9 +233,12 @@ ExpectedVoid RelayEngine::Evaluate(const Sensor& sensor) {
 ExpectedVoid RelayEngine::FillSlots() {
   // Called after every event; most of the time nobody waits, so that is remembered.
   if (!waiting_) return {};
-  auto active = store_.CountActive();
-  if (!active) return Unexpected(active.error());
-  int free = limits_.max_concurrent - *active;
+  if (!active_) {
+    auto counted = store_.CountActive();
+    if (!counted) return Unexpected(counted.error());
+    active_ = *counted;
+  }
+  int free = limits_.max_concurrent - *active_;
   if (free <= 0) return {};
   auto waiting = store_.Waiting(free);
   if (!waiting) return Unexpected(waiting.error());
@@ -397,7 +403,10 @@ void RelayEngine::OnTransportEvent(const nlohmann::json& event) {
   else
     OnStatus(*sensor, *msg);
   if (auto r = FillSlots(); !r) log::Error(kLog, "offering waiting jobs: " + r.error().String());
-  if (auto r = tx.Commit(); !r) log::Error(kLog, r.error().WithContext("sensor " + *sensor).String());
+  if (auto r = tx.Commit(); !r) {
+    active_.reset();
+    log::Error(kLog, r.error().WithContext("sensor " + *sensor).String());
+  }
 }
 
 void RelayEngine::OnHello(const std::string& transport, const std::string& id,

@@ -115,6 +115,7 @@ class Sensor {
   Persisted p_;
   int fd_ = -1;        // the flash slot
   int state_fd_ = -1;  // state.json
+  mutable std::size_t saved_size_ = 0;  // its length (see Save)
   bool active_ = false;  // an offer we are working on
   std::int64_t chunk_ = 0, window_ = 0;
   // Offsets of the frames the last get asked for and that have not arrived. Frames at other
@@ -122,6 +123,10 @@ class Sensor {
   std::set<std::int64_t> expecting_;
   Clock::time_point last_activity_, retry_at_;
   bool retry_pending_ = false;
+  // Re-request time-out: --timeout-ms, doubled after each time-out up to 8x, back to the
+  // start with the next frame (as a CoAP client backs off): under load, a fixed time-out
+  // re-asked for every window that was merely late, and the copies made it later still.
+  std::int64_t timeout_ms_ = 0;
   std::int64_t last_status_decile_ = -1;
 };
 
@@ -163,11 +168,20 @@ class Sim {
       std::cerr << "sensor-sim: cannot connect to " << flags.broker << "\n";
       return 3;
     }
+    // Messages as they come; the sensors' timers every 20 ms, not after every message (a
+    // thousand sensors ticked per frame cost the simulator more CPU than the relay it drives).
+    // Paho's thread only reads and queues: handling frames there made it read the socket late.
+    constexpr auto kTick = std::chrono::milliseconds(20);
+    auto next_tick = Clock::now();
     for (;;) {
       if (resubscribe_.exchange(false)) Subscribe();
       mqtt::const_message_ptr m;
-      if (client_.try_consume_message_for(&m, std::chrono::milliseconds(20)) && m) Dispatch(*m);
+      auto wait = std::max(std::chrono::milliseconds(0),
+                           std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now()));
+      if (client_.try_consume_message_for(&m, wait) && m) Dispatch(*m);
       auto now = Clock::now();
+      if (now < next_tick) continue;
+      next_tick = now + kTick;
       bool all_settled = true;
       for (auto& s : sensors_) {
         s->Tick(now);
@@ -288,6 +302,8 @@ Sensor::Sensor(Sim& sim, std::string id)
   fd_ = open((dir_ / "slot.bin").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   state_fd_ = open((dir_ / "state.json").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0 || state_fd_ < 0) std::perror(dir_.c_str());
+  // A restarted simulator writes over what the last one left: never shorter than that.
+  if (state_fd_ >= 0) saved_size_ = static_cast<std::size_t>(std::max<off_t>(0, lseek(state_fd_, 0, SEEK_END)));
 }
 
 std::string Sensor::Topic(const std::string& leaf) const {
@@ -302,9 +318,12 @@ void Sensor::Save() const {
   // Rewritten in place: a new file and a rename per window made the simulator's directory
   // updates cost more CPU than the relay it exercises. A killed process loses no page-cache
   // write, and nothing here simulates a power cut of the sensor.
+  // Padded with blanks to the longest text written before (JSON allows trailing blanks), so
+  // the file never needs truncating: one write per window.
   auto text = j.dump();
-  if (pwrite(state_fd_, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()) ||
-      ftruncate(state_fd_, static_cast<off_t>(text.size())) != 0)
+  if (text.size() < saved_size_) text.resize(saved_size_, ' ');
+  saved_size_ = text.size();
+  if (pwrite(state_fd_, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()))
     std::perror("state.json");
 }
 
@@ -394,6 +413,7 @@ void Sensor::OnData(const std::string& payload) {
     return;
   }
   last_activity_ = Clock::now();
+  timeout_ms_ = sim_.flags.timeout_ms;
   bool dropped = sim_.Drop();
   bool fresh = static_cast<std::int64_t>(h->offset) == p_.off;
   if (!dropped && fresh && (!(h->flags & wire::kFlagCrc) || wire::Crc32(bytes) == h->crc)) {
@@ -489,8 +509,11 @@ void Sensor::Tick(Clock::time_point now) {
   }
   if (retry_pending_ && now >= retry_at_) return Request();
   // A get or its frames went missing (loss, a reconnect): ask again from where we are.
-  if (!retry_pending_ && now - last_activity_ > std::chrono::milliseconds(sim_.flags.timeout_ms))
+  if (timeout_ms_ < sim_.flags.timeout_ms) timeout_ms_ = sim_.flags.timeout_ms;
+  if (!retry_pending_ && now - last_activity_ > std::chrono::milliseconds(timeout_ms_)) {
+    timeout_ms_ = std::min<std::int64_t>(2 * timeout_ms_, 8 * std::int64_t{sim_.flags.timeout_ms});
     Request();
+  }
 }
 
 }  // namespace
@@ -519,7 +542,8 @@ int main(int argc, char** argv) {
   app.add_option("--max-chunk", f.max_chunk, "largest frame payload the sensor accepts");
   app.add_option("--window", f.window, "frames per request");
   app.add_option("--loss", f.loss, "percentage of data frames to drop (then re-request)");
-  app.add_option("--timeout-ms", f.timeout_ms, "re-request after this long without a frame");
+  app.add_option("--timeout-ms", f.timeout_ms,
+                 "re-request after this long without a frame (doubling, up to 8x, while none comes)");
   app.add_option("--exit-after-bytes", f.exit_after_bytes,
                  "exit abruptly after receiving this many payload bytes (0 = never)");
   app.add_flag("--revert", f.revert, "report result 8 after an update and keep the old version");

@@ -121,7 +121,7 @@ print(f"relay bench: {sensors} sensors x {size // 1024} KiB, chunk {chunk}, wind
       f"max_concurrent {conc}")
 print(f"  relay:    {r['succeeded']} updated, {relay_s:.2f} s, payload {r['payload_bytes'] / mib:.1f} MiB "
       f"({r['payload_bytes'] - total} B resent), {r['payload_bytes'] / mib / relay_s:.2f} MiB/s, "
-      f"{r['frames']} frames, {r['errors']} err replies")
+      f"{r['frames']} frames, {r['errors']} err replies, {r['coalesced']} repeated gets coalesced")
 cpu = r['cpu_user_s'] + r['cpu_sys_s']
 print(f"  relay process: CPU {cpu:.2f} s (user {r['cpu_user_s']:.2f}, sys {r['cpu_sys_s']:.2f}), "
       f"{cpu / (r['payload_bytes'] / mib):.3f} CPU s per MiB delivered, peak RSS {r['max_rss_kib'] / 1024:.1f} MiB "

@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
         {"gets", stats["gets"]},
         {"frames", stats["frames"]},
         {"errors", stats["errors"]},
+        {"coalesced", stats["coalesced"]},
         {"cpu_user_s", ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6},
         {"cpu_sys_s", ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6},
         {"max_rss_kib", ru.ru_maxrss}};
