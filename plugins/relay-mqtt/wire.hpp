@@ -16,19 +16,31 @@ inline constexpr std::uint8_t kFlagLast = 1;  // the frame ends the image
 inline constexpr std::uint8_t kFlagCrc = 2;   // the crc field is set
 inline constexpr std::uint8_t kFileImage = 1;
 
-// zlib's CRC-32 (reflected polynomial 0xEDB88320), table-driven.
+// zlib's CRC-32 (reflected polynomial 0xEDB88320), eight bytes per step ("slicing by 8"):
+// a byte at a time it was a twentieth of the relay's CPU at 1,000 sensors.
 inline std::uint32_t Crc32(std::string_view data, std::uint32_t crc = 0) {
-  static const auto kTable = [] {
-    std::array<std::uint32_t, 256> t{};
+  using Tables = std::array<std::array<std::uint32_t, 256>, 8>;
+  static const Tables kT = [] {
+    Tables t{};
     for (std::uint32_t i = 0; i < 256; ++i) {
       std::uint32_t c = i;
       for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
+      t[0][i] = c;
     }
+    // t[k][i]: the CRC of byte i followed by k zero bytes.
+    for (std::size_t k = 1; k < 8; ++k)
+      for (std::uint32_t i = 0; i < 256; ++i) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xFF];
     return t;
   }();
+  auto byte = [&](std::size_t at) { return static_cast<std::uint32_t>(static_cast<unsigned char>(data[at])); };
   crc = ~crc;
-  for (unsigned char b : data) crc = kTable[(crc ^ b) & 0xFF] ^ (crc >> 8);
+  std::size_t i = 0;
+  for (; i + 8 <= data.size(); i += 8) {
+    std::uint32_t lo = crc ^ (byte(i) | byte(i + 1) << 8 | byte(i + 2) << 16 | byte(i + 3) << 24);
+    crc = kT[7][lo & 0xFF] ^ kT[6][(lo >> 8) & 0xFF] ^ kT[5][(lo >> 16) & 0xFF] ^ kT[4][lo >> 24] ^
+          kT[3][byte(i + 4)] ^ kT[2][byte(i + 5)] ^ kT[1][byte(i + 6)] ^ kT[0][byte(i + 7)];
+  }
+  for (; i < data.size(); ++i) crc = kT[0][(crc ^ byte(i)) & 0xFF] ^ (crc >> 8);
   return ~crc;
 }
 

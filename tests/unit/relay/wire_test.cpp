@@ -7,6 +7,30 @@ using namespace gantry::relay;
 TEST(RelayWire, Crc32IsZlibs) {
   EXPECT_EQ(wire::Crc32("123456789"), 0xCBF43926u);  // the CRC-32 check value
   EXPECT_EQ(wire::Crc32(""), 0u);
+  EXPECT_EQ(wire::Crc32("The quick brown fox jumps over the lazy dog"), 0x414FA339u);
+}
+
+// Eight bytes per step must equal one bit per step, at every length and split.
+TEST(RelayWire, Crc32MatchesTheBitwiseDefinitionAtEveryLength) {
+  auto bitwise = [](std::string_view d) {
+    std::uint32_t c = 0xFFFFFFFFu;
+    for (unsigned char b : d) {
+      c ^= b;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    return ~c;
+  };
+  std::string data;
+  std::uint32_t x = 12345;
+  for (int i = 0; i < 300; ++i) {
+    x = x * 1103515245u + 12345u;
+    data.push_back(static_cast<char>(x >> 24));
+  }
+  for (std::size_t n = 0; n <= data.size(); ++n) {
+    std::string_view d(data.data(), n);
+    ASSERT_EQ(wire::Crc32(d), bitwise(d)) << "length " << n;
+    ASSERT_EQ(wire::Crc32(d.substr(n / 3), wire::Crc32(d.substr(0, n / 3))), bitwise(d)) << "split " << n;
+  }
 }
 
 TEST(RelayWire, FrameHeaderIsBigEndianAndRoundTrips) {
