@@ -206,7 +206,15 @@ ExpectedVoid Engine::Advance(TxnRow& row, Trigger trigger, const std::string& me
   auto next = Next(row.phase, trigger);
   if (!next)
     return Fail("illegal_transition", "no transition from " + std::string(PhaseName(row.phase)));
-  return journal_->SetPhase(row, *next, message);
+  return journal_->SetPhase(row, *next, message, PhaseDurability(row.phase, *next));
+}
+
+store::Durability Engine::PhaseDurability(Phase from, Phase to) {
+  // QUEUED, FETCHING and STAGED take their turn again after a restart; SWITCHING and TESTING
+  // roll back. The next durable commit (SWITCHING, a final phase, a progress event) carries a
+  // deferred one to the disk: two of an update's five phase commits stay fsync'd.
+  bool same_restart = !IsFinal(to) && StepFor(from, true) == StepFor(to, true);
+  return same_restart ? store::Durability::kDeferred : store::Durability::kDurable;
 }
 
 void Engine::Finish(TxnRow& row, Trigger trigger, const std::string& msg) {

@@ -79,6 +79,11 @@ class Engine {
   ExpectedVoid Cancel();
   Snapshot GetSnapshot();
 
+  // How the move from one phase to the next is committed: deferred when a restart would treat
+  // the two phases alike (the same entry step), so losing the move to a power cut changes
+  // nothing; fsync'd otherwise, and always for a final phase (docs/architecture-engine.md).
+  static store::Durability PhaseDurability(Phase from, Phase to);
+
  private:
   struct Plan;
   struct Run;  // one execution of one transaction: its row, revision and plan

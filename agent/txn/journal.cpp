@@ -119,7 +119,8 @@ Expected<std::optional<TxnRow>> Journal::Get(std::int64_t id) {
   return std::optional<TxnRow>(std::move(*row));
 }
 
-ExpectedVoid Journal::SetPhase(TxnRow& row, Phase phase, const std::string& message) {
+ExpectedVoid Journal::SetPhase(TxnRow& row, Phase phase, const std::string& message,
+                              store::Durability durability) {
   if (row.store_count + 1 > kMaxStoreCount && !IsFinal(phase) && phase != Phase::kRollingBack)
     return Fail("loop", "transaction " + std::to_string(row.id) + " stored " +
                             std::to_string(row.store_count) + " times; forcing a rollback");
@@ -130,7 +131,7 @@ ExpectedVoid Journal::SetPhase(TxnRow& row, Phase phase, const std::string& mess
         std::string(PhaseName(phase)), message, IsFinal(phase) ? 1 : 0, NowUnix(), row.id);
     if (!u || !IsFinal(phase)) return u;
     return db_.Run("INSERT OR IGNORE INTO unreported_finals(txn_id) VALUES (?)", row.id);
-  });
+  }, durability);
   if (!r) return r;
   row.phase = phase;
   row.message = message;

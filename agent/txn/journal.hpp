@@ -53,7 +53,9 @@ class Journal {
   Expected<std::optional<TxnRow>> Get(std::int64_t id);
   // Writes the phase (and message), bumping the store counter; error "loop" past the limit.
   // A final phase also records the transaction as unreported, in the same SQLite transaction.
-  ExpectedVoid SetPhase(TxnRow& row, Phase phase, const std::string& message = "");
+  // kDeferred only for a phase whose loss a restart could not tell apart (Engine::Advance).
+  ExpectedVoid SetPhase(TxnRow& row, Phase phase, const std::string& message = "",
+                        store::Durability durability = store::Durability::kDurable);
   ExpectedVoid SetFromRev(TxnRow& row, const std::string& from_rev);
   // A rollback learns its target when its turn comes: rev, seq and document from the row.
   ExpectedVoid SetRevision(const TxnRow& row);

@@ -244,6 +244,22 @@ TEST(PhaseTable, EachFinalPhaseHasOneStatus) {
   EXPECT_EQ(FinalStatusOf(row).status, "DONE");
 }
 
+// Only a move a restart cannot tell from staying put may skip its fsync: SWITCHING is
+// written, durably, before any running container is touched; every final phase is durable.
+TEST(PhaseTable, OnlyMovesThatARestartTreatsAlikeSkipTheirFsync) {
+  using store::Durability;
+  EXPECT_EQ(Engine::PhaseDurability(Phase::kQueued, Phase::kFetching), Durability::kDeferred);
+  EXPECT_EQ(Engine::PhaseDurability(Phase::kFetching, Phase::kStaged), Durability::kDeferred);
+  EXPECT_EQ(Engine::PhaseDurability(Phase::kStaged, Phase::kSwitching), Durability::kDurable);
+  EXPECT_EQ(Engine::PhaseDurability(Phase::kSwitching, Phase::kTesting), Durability::kDeferred);
+  EXPECT_EQ(Engine::PhaseDurability(Phase::kTesting, Phase::kRollingBack), Durability::kDeferred);
+  for (auto from : {Phase::kQueued, Phase::kFetching, Phase::kStaged, Phase::kSwitching, Phase::kTesting,
+                    Phase::kRollingBack})
+    for (auto to : {Phase::kCommitted, Phase::kWontgo, Phase::kRolledBack, Phase::kCancelled})
+      EXPECT_EQ(Engine::PhaseDurability(from, to), Durability::kDurable)
+          << PhaseName(from) << " -> " << PhaseName(to);
+}
+
 TEST_F(EngineTest, OnlyTheChangedContainerIsSwitched) {
   StartEngine();
   Insert("u1", "r1", 1, {{"a", "1"}, {"b", "1"}});
