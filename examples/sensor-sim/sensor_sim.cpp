@@ -270,7 +270,10 @@ class Sim {
   }
 
   void Report() {
-    json r = {{"received_bytes", received_}, {"duplicate_bytes", duplicate_}};
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+    json r = {{"received_bytes", received_}, {"duplicate_bytes", duplicate_}, {"cpu_s", cpu}};
     std::cout << r.dump() << std::endl;
   }
 
@@ -304,6 +307,7 @@ Sensor::Sensor(Sim& sim, std::string id)
       p_.downloaded = j.value("downloaded", false);
     }
   }
+  timeout_ms_ = sim.flags.timeout_ms;
   fd_ = open((dir_ / "slot.bin").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   state_fd_ = open((dir_ / "state.json").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0 || state_fd_ < 0) std::perror(dir_.c_str());
@@ -329,11 +333,10 @@ void Sensor::Save() const {
             {"job", p_.job},         {"size", p_.size},        {"off", p_.off},
             {"sha256", p_.sha256},   {"offer_seq", p_.offer_seq}, {"offer_version", p_.offer_version},
             {"downloaded", p_.downloaded}};
-  // Rewritten in place: a new file and a rename per window made the simulator's directory
-  // updates cost more CPU than the relay it exercises. A killed process loses no page-cache
-  // write, and nothing here simulates a power cut of the sensor.
-  // Padded with blanks to the longest text written before (JSON allows trailing blanks), so
-  // the file never needs truncating: one write per window.
+  // Rewritten in place, padded with blanks to the longest text written before (JSON allows
+  // trailing blanks): one write per window, no rename, no truncation (a new file and a rename
+  // per window cost more CPU than the relay it exercises). A killed process loses no
+  // page-cache write, and nothing here simulates a power cut of the sensor.
   auto text = j.dump();
   if (text.size() < saved_size_) text.resize(saved_size_, ' ');
   saved_size_ = text.size();
@@ -524,7 +527,6 @@ void Sensor::Tick(Clock::time_point now) {
   }
   if (retry_pending_ && now >= retry_at_) return Request();
   // A get or its frames went missing (loss, a reconnect): ask again from where we are.
-  if (timeout_ms_ < sim_.flags.timeout_ms) timeout_ms_ = sim_.flags.timeout_ms;
   if (!retry_pending_ && now - last_activity_ > std::chrono::milliseconds(timeout_ms_)) {
     timeout_ms_ = std::min<std::int64_t>(2 * timeout_ms_, 8 * std::int64_t{sim_.flags.timeout_ms});
     Request();

@@ -387,7 +387,8 @@ class Relay {
       // load) wants only the newest: that one takes the queued one's place in line. Answering
       // both sent every window twice and, at 1,000 sensors, the duplicates slowed the queue
       // into more time-outs.
-      if (pending_[sensor] > 0) {
+      auto pending = pending_.find(sensor);
+      if (pending != pending_.end() && pending->second > 0) {
         auto same = std::find_if(queue_.begin(), queue_.end(),
                                  [&](const Get& q) { return q.sensor == sensor; });
         if (same != queue_.end()) {

@@ -42,7 +42,10 @@ log_dest none
 CONF
 [ "$(id -u)" -eq 0 ] && echo "user root" >>"$WORK/mosquitto.conf"
 mosquitto -c "$WORK/mosquitto.conf" &
-PIDS+=($!)
+MOSQ=$!
+PIDS+=($MOSQ)
+# CPU seconds a process used so far (utime + stime from /proc/PID/stat).
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz}' "/proc/$1/stat"; }
 for _ in $(seq 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
   sleep 0.1
@@ -66,6 +69,7 @@ HOST=$!
 PIDS+=($HOST)
 for _ in $(seq 300); do grep -q '^ready' "$WORK/host.out" && break; sleep 0.1; done
 grep -q '^ready' "$WORK/host.out" || { echo "relay bench: host did not start:" >&2; cat "$WORK/host.err" >&2; exit 1; }
+MOSQ_CPU0=$(cpu_s "$MOSQ")
 "$BUILD/gantry-sensor-sim" --broker "$BROKER" --count "$SENSORS" --model bench-sensor --seq 1 \
   --slot $((1 << 20)) --max-chunk "$CHUNK" --window "$WINDOW" --state-dir "$WORK/sims" \
   --exit-when-done --quiet >"$WORK/sim.out" 2>"$WORK/sim.err" &
@@ -78,7 +82,9 @@ if ! wait "$HOST"; then
   exit 1
 fi
 RESULT=$(tail -1 "$WORK/host.out")
+MOSQ_CPU=$(awk -v a="$MOSQ_CPU0" -v b="$(cpu_s "$MOSQ")" 'BEGIN {printf "%.2f", b - a}')
 wait "$SIM" 2>/dev/null || true
+SIM_CPU=$(python3 -c 'import json,sys; print("%.2f" % json.loads(sys.stdin.read().strip().splitlines()[-1])["cpu_s"])' <"$WORK/sim.out" 2>/dev/null || echo "?")
 
 # --- baseline: the same bytes through the same broker, mosquitto_pub → mosquitto_sub -------
 # As many messages as the relay exchanged: per get one short request line, then its frames.
@@ -108,11 +114,12 @@ mosquitto_pub -p "$PORT" -t bench/baseline -q 0 -l <"$WORK/lines"
 wait "$SUB" || { echo "relay bench: baseline subscriber timed out (messages lost?)" >&2; exit 1; }
 B_END=$(date +%s.%N)
 
-python3 - "$RESULT" "$B_START" "$B_END" "$SENSORS" "$SIZE" "$CHUNK" "$WINDOW" "$MAX_CONCURRENT" "$MESSAGES" <<'PY'
+python3 - "$RESULT" "$B_START" "$B_END" "$SENSORS" "$SIZE" "$CHUNK" "$WINDOW" "$MAX_CONCURRENT" "$MESSAGES" "$SIM_CPU" "$MOSQ_CPU" "$(nproc)" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
 b_start, b_end = float(sys.argv[2]), float(sys.argv[3])
 sensors, size, chunk, window, conc, messages = map(int, sys.argv[4:10])
+sim_cpu, mosq_cpu, cores = sys.argv[10], sys.argv[11], sys.argv[12]
 total = sensors * size
 mib = 1024 * 1024
 relay_s = r["elapsed_s"]
@@ -126,6 +133,8 @@ cpu = r['cpu_user_s'] + r['cpu_sys_s']
 print(f"  relay process: CPU {cpu:.2f} s (user {r['cpu_user_s']:.2f}, sys {r['cpu_sys_s']:.2f}), "
       f"{cpu / (r['payload_bytes'] / mib):.3f} CPU s per MiB delivered, peak RSS {r['max_rss_kib'] / 1024:.1f} MiB "
       f"(target < 24 MiB at 1,000 sensors)")
+print(f"  CPU s of the whole run on {cores} cores: relay {cpu:.2f}, sensor simulator {sim_cpu}, "
+      f"mosquitto {mosq_cpu} (all three share the machine)")
 print(f"  baseline: mosquitto_pub -> mosquitto_sub, {messages} messages ({r['gets']} gets + {r['frames']} frames "
       f"of {chunk} B), {base_s:.2f} s, {total / mib / base_s:.2f} MiB/s")
 print(f"  relay throughput / baseline: {(total / relay_s) / (total / base_s):.2f} (target >= 0.5)")
